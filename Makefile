@@ -1,0 +1,49 @@
+# smppd — see README.md. `make run` starts a dev node behind the built-in SMSC simulator;
+# `make test` is what CI runs.
+GO       ?= go
+BIN      := bin
+DATA     := data
+FUZZTIME ?= 10s
+
+.PHONY: all build run test fuzz bench lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/smppd ./cmd/smppd
+	$(GO) build -o $(BIN)/smppctl ./cmd/smppctl
+	$(GO) build -o $(BIN)/smscsim ./cmd/smscsim
+
+# Starts the SMSC simulator on 127.0.0.1:2776 and one smppd node with configs/dev.yaml.
+# Ctrl-C stops both (smppd drains first).
+run: build
+	@mkdir -p $(DATA)
+	@echo "smscsim: upstream SMSC simulator on 127.0.0.1:2776"
+	@echo "smppd:   bind SMPP 3.4 to 127.0.0.1:2775 as system_id=demo password=demo"
+	@echo "         admin http://127.0.0.1:8775/metrics /healthz /readyz /api/v1/status"
+	@echo "         try: $(BIN)/smppctl send --to 4915112345678 --text hello"
+	@$(BIN)/smscsim -addr 127.0.0.1:2776 -receipt-delay 1s & sim=$$!; \
+	  trap 'kill $$sim 2>/dev/null; wait $$sim 2>/dev/null' EXIT; \
+	  trap 'kill -TERM $$smppd 2>/dev/null' INT TERM; \
+	  $(BIN)/smppd -config configs/dev.yaml & smppd=$$!; \
+	  wait $$smppd; wait $$smppd
+
+# CI runs exactly this (via .ci/run).
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+	$(GO) test -run='^$$' -fuzz=FuzzFraming -fuzztime=$(FUZZTIME) ./smpp/
+	$(GO) test -run='^$$' -fuzz=FuzzParseSubmit -fuzztime=$(FUZZTIME) ./smpp/
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzFraming -fuzztime=5m ./smpp/
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=3s ./bench/
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN) $(DATA)

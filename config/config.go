@@ -1,0 +1,295 @@
+package config
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"reflect"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole smppd configuration.
+type Config struct {
+	Node      Node       `yaml:"node"`
+	Listen    Listen     `yaml:"listen"`
+	Server    Server     `yaml:"server"`
+	Accounts  []Account  `yaml:"accounts"`
+	Upstreams []Upstream `yaml:"upstreams"`
+	Router    Router     `yaml:"router"`
+	Log       Log        `yaml:"log"`
+}
+
+// Node identifies this smppd instance.
+type Node struct {
+	ID      int    `yaml:"id"`       // 0..1023, embedded in every message_id smppd issues
+	DataDir string `yaml:"data_dir"` // the daemon creates it if absent
+}
+
+// Listen holds the listening addresses; "" disables a listener.
+type Listen struct {
+	SMPP  string    `yaml:"smpp"`
+	Admin string    `yaml:"admin"` // HTTP: /metrics /healthz /readyz /debug/pprof
+	TLS   ListenTLS `yaml:"tls"`
+}
+
+// ListenTLS is the SMPP-over-TLS listener.
+type ListenTLS struct {
+	Addr       string `yaml:"addr"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	MinVersion string `yaml:"min_version"` // "1.2" or "1.3"
+}
+
+// Server holds the settings of sessions bound to smppd.
+type Server struct {
+	SystemID            string   `yaml:"system_id"`
+	MaxPDUSize          int      `yaml:"max_pdu_size"`
+	BindTimeout         Duration `yaml:"bind_timeout"`
+	ReadTimeout         Duration `yaml:"read_timeout"`
+	EnquireLinkInterval Duration `yaml:"enquire_link_interval"`
+	ResponseTimeout     Duration `yaml:"response_timeout"`
+	MaxSessions         int      `yaml:"max_sessions"`
+	ShutdownTimeout     Duration `yaml:"shutdown_timeout"`
+}
+
+// Account is an ESME allowed to bind to smppd. After Load, Password holds
+// the plain password (also when read from password_env or password_file)
+// unless PasswordBcrypt is set.
+type Account struct {
+	SystemID       string         `yaml:"system_id"`
+	Password       Secret         `yaml:"password"`
+	PasswordBcrypt string         `yaml:"password_bcrypt"`
+	PasswordEnv    string         `yaml:"password_env"`
+	PasswordFile   string         `yaml:"password_file"`
+	AllowedCIDRs   []netip.Prefix `yaml:"allowed_cidrs"` // empty: any address
+	MaxBinds       int            `yaml:"max_binds"`
+	Window         int            `yaml:"window"`
+	Throughput     int            `yaml:"throughput"` // messages/s counting segments, 0 = unlimited
+	Upstream       string         `yaml:"upstream"`   // Upstream.Name
+}
+
+// Upstream is a pool of binds to an SMSC. After Load, Password holds the
+// plain password (also when read from password_env or password_file).
+type Upstream struct {
+	Name                string      `yaml:"name"`
+	Address             string      `yaml:"address"`
+	SystemID            string      `yaml:"system_id"`
+	Password            Secret      `yaml:"password"`
+	PasswordBcrypt      string      `yaml:"password_bcrypt"` // always rejected, for a precise error
+	PasswordEnv         string      `yaml:"password_env"`
+	PasswordFile        string      `yaml:"password_file"`
+	SystemType          string      `yaml:"system_type"`
+	BindType            string      `yaml:"bind_type"` // BindTransmitter, BindReceiver or BindTransceiver
+	Binds               int         `yaml:"binds"`
+	Window              int         `yaml:"window"`
+	Throughput          int         `yaml:"throughput"` // submits/s per bind, 0 = unlimited
+	EnquireLinkInterval Duration    `yaml:"enquire_link_interval"`
+	ResponseTimeout     Duration    `yaml:"response_timeout"`
+	ReconnectMin        Duration    `yaml:"reconnect_min"`
+	ReconnectMax        Duration    `yaml:"reconnect_max"`
+	TLS                 UpstreamTLS `yaml:"tls"`
+}
+
+// Bind types of an Upstream.
+const (
+	BindTransmitter = "transmitter"
+	BindReceiver    = "receiver"
+	BindTransceiver = "transceiver"
+)
+
+// UpstreamTLS configures TLS towards an upstream.
+type UpstreamTLS struct {
+	Enabled            bool   `yaml:"enabled"`
+	ServerName         string `yaml:"server_name"` // "" = host of Upstream.Address
+	CAFile             string `yaml:"ca_file"`     // "" = system roots
+	CertFile           string `yaml:"cert_file"`   // client certificate: both or neither
+	KeyFile            string `yaml:"key_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// Router holds the settings of routing submits to upstreams.
+type Router struct {
+	MaxWait       Duration   `yaml:"max_wait"`
+	InDoubtStatus StatusCode `yaml:"in_doubt_status"`
+	IDMapTTL      Duration   `yaml:"id_map_ttl"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  slog.Level `yaml:"level"`  // debug, info, warn or error
+	Format string     `yaml:"format"` // text or json
+}
+
+// Default returns the built-in configuration, which configs/dev.yaml spells
+// out key by key.
+func Default() *Config {
+	demo := Account{
+		SystemID:     "demo",
+		Password:     "demo",
+		AllowedCIDRs: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+		Upstream:     "sim",
+	}
+	demo.setDefaults()
+	sim := Upstream{Name: "sim", Address: "127.0.0.1:2776", SystemID: "smppd", Password: "smppd"}
+	sim.setDefaults()
+	return &Config{
+		Node:   Node{ID: 1, DataDir: "./data"},
+		Listen: Listen{SMPP: "127.0.0.1:2775", Admin: "127.0.0.1:8775", TLS: ListenTLS{MinVersion: "1.2"}},
+		Server: Server{
+			SystemID:            "smppd",
+			MaxPDUSize:          65536,
+			BindTimeout:         Duration(10 * time.Second),
+			ReadTimeout:         Duration(30 * time.Second),
+			EnquireLinkInterval: Duration(30 * time.Second),
+			ResponseTimeout:     Duration(10 * time.Second),
+			MaxSessions:         10000,
+			ShutdownTimeout:     Duration(15 * time.Second),
+		},
+		Accounts:  []Account{demo},
+		Upstreams: []Upstream{sim},
+		Router: Router{
+			MaxWait:       Duration(2 * time.Second),
+			InDoubtStatus: 0x08,
+			IDMapTTL:      Duration(72 * time.Hour),
+		},
+		Log: Log{Level: slog.LevelInfo, Format: "text"},
+	}
+}
+
+// setDefaults sets the defaults of the keys an accounts element may omit.
+func (a *Account) setDefaults() { a.MaxBinds, a.Window = 8, 100 }
+
+// setDefaults sets the defaults of the keys an upstreams element may omit.
+func (u *Upstream) setDefaults() {
+	u.BindType, u.Binds, u.Window = BindTransceiver, 2, 100
+	u.EnquireLinkInterval = Duration(30 * time.Second)
+	u.ResponseTimeout = Duration(10 * time.Second)
+	u.ReconnectMin, u.ReconnectMax = Duration(250*time.Millisecond), Duration(30*time.Second)
+}
+
+// Load reads the file at path over Default, resolves password_env and
+// password_file, and validates the result.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var root, extra yaml.Node
+	if err := dec.Decode(&root); err != nil && err != io.EOF {
+		return nil, syntaxError(path, err)
+	}
+	if err := dec.Decode(&extra); err == nil {
+		return nil, &Error{File: path, Line: extra.Line, Msg: "only one YAML document is allowed"}
+	} else if err != io.EOF {
+		return nil, syntaxError(path, err)
+	}
+
+	cfg := Default()
+	l := &loader{file: path, lines: map[string]int{}}
+	if len(root.Content) > 0 {
+		l.decode(root.Content[0], reflect.ValueOf(cfg).Elem(), "")
+	}
+	if len(l.errs) == 0 {
+		l.resolveSecrets(cfg)
+	}
+	if len(l.errs) == 0 {
+		l.validate(cfg)
+	}
+	if len(l.errs) > 0 {
+		return nil, errors.Join(l.errs...)
+	}
+	return cfg, nil
+}
+
+// Check loads the file at path and reports whether it is valid.
+func Check(path string) error {
+	_, err := Load(path)
+	return err
+}
+
+// Validate checks c as Load does; its errors carry no file position. It
+// expects resolved secrets, as Load leaves them.
+func (c *Config) Validate() error {
+	l := &loader{}
+	l.validate(c)
+	return errors.Join(l.errs...)
+}
+
+// CheckPassword reports whether pw is the account's password. Plain
+// passwords are compared in constant time, whatever their lengths.
+func (a *Account) CheckPassword(pw []byte) bool {
+	if a.PasswordBcrypt != "" {
+		return bcrypt.CompareHashAndPassword([]byte(a.PasswordBcrypt), pw) == nil
+	}
+	if a.Password == "" {
+		return false
+	}
+	want, got := sha256.Sum256([]byte(a.Password)), sha256.Sum256(pw)
+	return subtle.ConstantTimeCompare(want[:], got[:]) == 1
+}
+
+// Permits reports whether the account may bind from addr.
+func (a *Account) Permits(addr netip.Addr) bool {
+	if len(a.AllowedCIDRs) == 0 {
+		return true
+	}
+	addr = addr.Unmap()
+	for _, p := range a.AllowedCIDRs {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+var tlsVersions = map[string]uint16{"1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
+
+// ServerConfig loads the listener's key pair into a tls.Config.
+func (t *ListenTLS) ServerConfig() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("cannot load key pair: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tlsVersions[t.MinVersion]}, nil
+}
+
+// TLSConfig builds the tls.Config for dialing u. ServerName defaults to the
+// host of u.Address.
+func (u *Upstream) TLSConfig() (*tls.Config, error) {
+	t := &u.TLS
+	c := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if c.ServerName == "" {
+		c.ServerName, _, _ = net.SplitHostPort(u.Address)
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificate found", t.CAFile)
+		}
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cannot load client key pair: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}

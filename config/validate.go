@@ -1,0 +1,162 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// SMPP 3.4 limits of C-Octet String fields, without the terminating NUL.
+const (
+	maxSystemID   = 15
+	maxPassword   = 8
+	maxSystemType = 12
+)
+
+var upstreamName = regexp.MustCompile(`^[a-z0-9_-]+$`)
+
+func (l *loader) validate(c *Config) {
+	l.between("node.id", c.Node.ID, 0, 1023)
+	l.check("node.data_dir", c.Node.DataDir != "", "must not be empty")
+
+	ln := &c.Listen
+	l.check("listen", ln.SMPP != "" || ln.TLS.Addr != "", "at least one of smpp and tls.addr must be set")
+	l.hostPort("listen.smpp", ln.SMPP, true)
+	l.hostPort("listen.admin", ln.Admin, true)
+	if ln.TLS.Addr != "" {
+		l.hostPort("listen.tls.addr", ln.TLS.Addr, false)
+		l.check("listen.tls.cert_file", ln.TLS.CertFile != "", "required when tls.addr is set")
+		l.check("listen.tls.key_file", ln.TLS.KeyFile != "", "required when tls.addr is set")
+		if ln.TLS.CertFile != "" && ln.TLS.KeyFile != "" {
+			if _, err := ln.TLS.ServerConfig(); err != nil {
+				l.addf("listen.tls", "%v", err)
+			}
+		}
+	}
+	_, ok := tlsVersions[ln.TLS.MinVersion]
+	l.check("listen.tls.min_version", ok, `must be "1.2" or "1.3", got %q`, ln.TLS.MinVersion)
+
+	s := &c.Server
+	l.systemID("server.system_id", s.SystemID)
+	l.between("server.max_pdu_size", s.MaxPDUSize, 64, 1<<20)
+	l.positive("server.bind_timeout", s.BindTimeout)
+	l.positive("server.read_timeout", s.ReadTimeout)
+	l.positive("server.enquire_link_interval", s.EnquireLinkInterval)
+	l.positive("server.response_timeout", s.ResponseTimeout)
+	l.check("server.max_sessions", s.MaxSessions >= 1, "must be at least 1, got %d", s.MaxSessions)
+	l.positive("server.shutdown_timeout", s.ShutdownTimeout)
+
+	upstreams := map[string]bool{}
+	for _, u := range c.Upstreams {
+		upstreams[u.Name] = true
+	}
+	l.check("accounts", len(c.Accounts) > 0, "at least one account is required")
+	ids := map[string]bool{}
+	for i := range c.Accounts {
+		a, p := &c.Accounts[i], fmt.Sprintf("accounts[%d]", i)
+		l.systemID(p+".system_id", a.SystemID)
+		l.check(p+".system_id", !ids[a.SystemID], "duplicate system_id %q", a.SystemID)
+		ids[a.SystemID] = true
+		l.password(p, a.Password, a.PasswordBcrypt, a.PasswordEnv, a.PasswordFile, true)
+		for j, cidr := range a.AllowedCIDRs {
+			l.check(fmt.Sprintf("%s.allowed_cidrs[%d]", p, j), cidr.IsValid(), "must be a CIDR such as 10.0.0.0/8")
+		}
+		l.check(p+".max_binds", a.MaxBinds >= 1, "must be at least 1, got %d", a.MaxBinds)
+		l.between(p+".window", a.Window, 1, 65535)
+		l.check(p+".throughput", a.Throughput >= 0, "must not be negative, got %d", a.Throughput)
+		l.check(p+".upstream", upstreams[a.Upstream], "must name an upstream, got %q", a.Upstream)
+	}
+
+	l.check("upstreams", len(c.Upstreams) > 0, "at least one upstream is required")
+	names := map[string]bool{}
+	for i := range c.Upstreams {
+		u, p := &c.Upstreams[i], fmt.Sprintf("upstreams[%d]", i)
+		l.check(p+".name", upstreamName.MatchString(u.Name), "must match [a-z0-9_-]+, got %q", u.Name)
+		l.check(p+".name", !names[u.Name], "duplicate name %q", u.Name)
+		names[u.Name] = true
+		l.hostPort(p+".address", u.Address, false)
+		l.systemID(p+".system_id", u.SystemID)
+		l.password(p, u.Password, u.PasswordBcrypt, u.PasswordEnv, u.PasswordFile, false)
+		l.check(p+".system_type", len(u.SystemType) <= maxSystemType,
+			"must be at most %d characters, got %d", maxSystemType, len(u.SystemType))
+		l.check(p+".bind_type", slices.Contains([]string{BindTransmitter, BindReceiver, BindTransceiver}, u.BindType),
+			"must be transmitter, receiver or transceiver, got %q", u.BindType)
+		l.between(p+".binds", u.Binds, 1, 64)
+		l.between(p+".window", u.Window, 1, 65535)
+		l.check(p+".throughput", u.Throughput >= 0, "must not be negative, got %d", u.Throughput)
+		l.positive(p+".enquire_link_interval", u.EnquireLinkInterval)
+		l.positive(p+".response_timeout", u.ResponseTimeout)
+		l.positive(p+".reconnect_min", u.ReconnectMin)
+		l.check(p+".reconnect_max", u.ReconnectMax >= u.ReconnectMin,
+			"must not be less than reconnect_min (%s), got %s", u.ReconnectMin, u.ReconnectMax)
+		l.check(p+".tls.cert_file", (u.TLS.CertFile == "") == (u.TLS.KeyFile == ""),
+			"cert_file and key_file must be given together")
+		if u.TLS.Enabled {
+			if _, err := u.TLSConfig(); err != nil {
+				l.addf(p+".tls", "%v", err)
+			}
+		}
+	}
+
+	l.positive("router.max_wait", c.Router.MaxWait)
+	l.check("router.in_doubt_status", c.Router.InDoubtStatus != 0, "must not be 0 (ESME_ROK)")
+	l.positive("router.id_map_ttl", c.Router.IDMapTTL)
+
+	l.check("log.level", slices.Contains([]slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError}, c.Log.Level),
+		"must be debug, info, warn or error, got %s", c.Log.Level)
+	l.check("log.format", c.Log.Format == "text" || c.Log.Format == "json", "must be text or json, got %q", c.Log.Format)
+}
+
+func (l *loader) between(path string, v, lo, hi int) {
+	l.check(path, v >= lo && v <= hi, "must be between %d and %d, got %d", lo, hi, v)
+}
+
+func (l *loader) positive(path string, d Duration) {
+	l.check(path, d > 0, "must be greater than 0, got %s", d)
+}
+
+// hostPort checks that addr is host:port with a numeric port; "" passes if
+// optional.
+func (l *loader) hostPort(path, addr string, optional bool) {
+	if addr == "" && optional {
+		return
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		_, err = strconv.ParseUint(port, 10, 16)
+	}
+	l.check(path, err == nil, "must be host:port, got %q", addr)
+}
+
+func (l *loader) systemID(path, id string) {
+	l.check(path, id != "", "must not be empty")
+	l.check(path, len(id) <= maxSystemID, "must be at most %d characters, got %d", maxSystemID, len(id))
+}
+
+// password checks a resolved password. Accounts may use a bcrypt hash;
+// upstreams may not, as smppd must send their password.
+func (l *loader) password(path string, pw Secret, hash, env, file string, hashOK bool) {
+	key := path + ".password"
+	switch {
+	case env != "":
+		key += "_env"
+	case file != "":
+		key += "_file"
+	}
+	switch {
+	case hash != "" && !hashOK:
+		l.addf(path+".password_bcrypt", "not allowed for an upstream: smppd must send the password itself; use password, password_env or password_file")
+	case hash != "":
+		_, err := bcrypt.Cost([]byte(hash))
+		l.check(path+".password_bcrypt", err == nil, "not a bcrypt hash")
+	case pw == "":
+		l.addf(path, "a password is required: set password, password_env or password_file")
+	default:
+		l.check(key, len(pw) <= maxPassword, "must be at most %d characters (SMPP 3.4), got %d", maxPassword, len(pw))
+	}
+}

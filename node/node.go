@@ -1,0 +1,261 @@
+// Package node assembles one smppd node from a config.Config: the ESME-facing SMPP listeners,
+// the router, the upstream bind pools and the admin HTTP listener, and stops them in order.
+// cmd/smppd runs it; end-to-end tests and benchmarks start it in-process.
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/smppd/smppd/config"
+	"github.com/smppd/smppd/router"
+	"github.com/smppd/smppd/smpp"
+)
+
+// Node is one running smppd.
+type Node struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	metrics *metrics.Set
+	server  *smpp.Server
+	router  *router.Router
+	idmap   *router.MemIDMap
+	clients []*smpp.Client
+	pools   []*router.Pool
+
+	smppLn, tlsLn, adminLn net.Listener
+	admin                  *http.Server
+	draining               atomic.Bool
+	wg                     sync.WaitGroup
+}
+
+// New builds a node; nothing listens until Start.
+func New(cfg *config.Config, log *slog.Logger) (*Node, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	n := &Node{cfg: cfg, log: log, metrics: metrics.NewSet()}
+	if err := os.MkdirAll(cfg.Node.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("node.data_dir: %w", err)
+	}
+	ids, err := router.NewIDGen(cfg.Node.ID, cfg.Node.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n.idmap = router.NewMemIDMap(time.Duration(cfg.Router.IDMapTTL), 1<<20)
+
+	byName := map[string]*router.Pool{}
+	for _, u := range cfg.Upstreams {
+		pool, clients, err := n.newPool(&u)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
+		}
+		byName[u.Name] = pool
+		n.pools = append(n.pools, pool)
+		n.clients = append(n.clients, clients...)
+	}
+
+	rc := router.DefaultConfig()
+	rc.MaxWait = time.Duration(cfg.Router.MaxWait)
+	rc.InDoubtStatus = smpp.Status(cfg.Router.InDoubtStatus)
+	rc.IDs, rc.IDMap, rc.Logger, rc.Metrics = ids, n.idmap, log, n.metrics
+	if n.router, err = router.New(rc, n.pools); err != nil {
+		return nil, err
+	}
+
+	sc := smpp.DefaultServerConfig()
+	sc.SystemID = cfg.Server.SystemID
+	sc.MaxPDUSize = cfg.Server.MaxPDUSize
+	sc.BindTimeout = time.Duration(cfg.Server.BindTimeout)
+	sc.ReadTimeout = time.Duration(cfg.Server.ReadTimeout)
+	sc.EnquireLinkInterval = time.Duration(cfg.Server.EnquireLinkInterval)
+	sc.ResponseTimeout = time.Duration(cfg.Server.ResponseTimeout)
+	sc.MaxSessions = cfg.Server.MaxSessions
+	sc.Logger, sc.Metrics = log, n.metrics
+	if err := sc.Validate(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	n.server = smpp.NewServer(sc, n.router)
+	accts := make([]*smpp.Account, 0, len(cfg.Accounts))
+	for i := range cfg.Accounts {
+		a := &cfg.Accounts[i]
+		accts = append(accts, &smpp.Account{SystemID: a.SystemID, Password: a, AllowedNets: a.AllowedCIDRs,
+			MaxBinds: a.MaxBinds, Window: a.Window, Limiter: smpp.NewLimiter(float64(a.Throughput)),
+			Value: &router.Route{Pool: byName[a.Upstream]}})
+	}
+	n.server.SetAccounts(accts)
+	return n, nil
+}
+
+func (n *Node) newPool(u *config.Upstream) (*router.Pool, []*smpp.Client, error) {
+	var tlsCfg *tls.Config
+	if u.TLS.Enabled {
+		var err error
+		if tlsCfg, err = u.TLSConfig(); err != nil {
+			return nil, nil, err
+		}
+	}
+	bt := map[string]smpp.BindType{config.BindTransmitter: smpp.Transmitter, config.BindReceiver: smpp.Receiver,
+		config.BindTransceiver: smpp.Transceiver}[u.BindType]
+	var pool *router.Pool
+	notify := func() { pool.Notify() }
+	clients := make([]*smpp.Client, u.Binds)
+	ups := make([]router.Upstream, u.Binds)
+	for i := range clients {
+		cc := smpp.DefaultClientConfig()
+		cc.Name, cc.Index, cc.Addr = u.Name, i, u.Address
+		cc.SystemID, cc.Password, cc.SystemType, cc.BindType = u.SystemID, string(u.Password), u.SystemType, bt
+		cc.Window, cc.Throughput = u.Window, float64(u.Throughput)
+		cc.EnquireLinkInterval, cc.ResponseTimeout = time.Duration(u.EnquireLinkInterval), time.Duration(u.ResponseTimeout)
+		cc.ReconnectMin, cc.ReconnectMax = time.Duration(u.ReconnectMin), time.Duration(u.ReconnectMax)
+		cc.MaxPDUSize, cc.TLS, cc.Logger, cc.OnFree = n.cfg.Server.MaxPDUSize, tlsCfg, n.log, notify
+		if err := cc.Validate(); err != nil {
+			return nil, nil, err
+		}
+		clients[i] = smpp.NewClient(cc)
+		ups[i] = clients[i]
+	}
+	pool = router.NewPool(u.Name, ups)
+	n.metrics.NewGauge(fmt.Sprintf(`smppd_upstream_window_size{upstream=%q}`, u.Name), func() float64 { return float64(u.Binds * u.Window) })
+	return pool, clients, nil
+}
+
+// Start binds upstreams and opens the listeners.
+func (n *Node) Start() error {
+	var err error
+	if a := n.cfg.Listen.Admin; a != "" {
+		if n.adminLn, err = net.Listen("tcp", a); err != nil {
+			return fmt.Errorf("listen.admin: %w", err)
+		}
+		n.admin = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		n.goRun(func() { _ = n.admin.Serve(n.adminLn) })
+	}
+	n.router.Start()
+	for _, c := range n.clients {
+		c.Start()
+	}
+	if a := n.cfg.Listen.SMPP; a != "" {
+		if n.smppLn, err = net.Listen("tcp", a); err != nil {
+			n.closeListeners()
+			return fmt.Errorf("listen.smpp: %w", err)
+		}
+		n.goRun(func() { n.serve(n.smppLn) })
+	}
+	if t := n.cfg.Listen.TLS; t.Addr != "" {
+		tc, err := t.ServerConfig()
+		if err != nil {
+			n.closeListeners()
+			return fmt.Errorf("listen.tls: %w", err)
+		}
+		if n.tlsLn, err = tls.Listen("tcp", t.Addr, tc); err != nil {
+			n.closeListeners()
+			return fmt.Errorf("listen.tls.addr: %w", err)
+		}
+		n.goRun(func() { n.serve(n.tlsLn) })
+	}
+	n.log.Info("smppd started", "smpp", n.SMPPAddr(), "smpp_tls", addrOf(n.tlsLn), "admin", n.AdminAddr(), "node_id", n.cfg.Node.ID)
+	return nil
+}
+
+func (n *Node) goRun(f func()) {
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); f() }()
+}
+
+func (n *Node) serve(ln net.Listener) {
+	if err := n.server.Serve(ln); err != nil {
+		n.log.Error("smpp listener failed", "addr", ln.Addr().String(), "err", err)
+	}
+}
+
+func (n *Node) closeListeners() {
+	for _, ln := range []net.Listener{n.smppLn, n.tlsLn, n.adminLn} {
+		if ln != nil {
+			_ = ln.Close()
+		}
+	}
+}
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// SMPPAddr is the plain SMPP listener's address ("" if off).
+func (n *Node) SMPPAddr() string { return addrOf(n.smppLn) }
+
+// TLSAddr is the SMPP-over-TLS listener's address ("" if off).
+func (n *Node) TLSAddr() string { return addrOf(n.tlsLn) }
+
+// AdminAddr is the admin HTTP listener's address ("" if off).
+func (n *Node) AdminAddr() string { return addrOf(n.adminLn) }
+
+// Metrics returns the node's metric set.
+func (n *Node) Metrics() *metrics.Set { return n.metrics }
+
+// IDMap returns the message id mapping.
+func (n *Node) IDMap() router.IDMap { return n.idmap }
+
+// Ready reports whether the node takes traffic: not draining and at least one upstream bound.
+func (n *Node) Ready() bool {
+	if n.draining.Load() {
+		return false
+	}
+	for _, c := range n.clients {
+		if c.Bound() {
+			return true
+		}
+	}
+	return false
+}
+
+// Shutdown stops the node in order, each step timed: readiness false; the SMPP server drains
+// (new submits refused with ESME_RTHROTTLED, in-flight ones answered with their upstream
+// outcome until the deadline, the rest ESME_RSYSERR; sessions unbound); the router's retry
+// queue; upstream binds (unbind after their in-flight answers); the admin listener.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.draining.Store(true)
+	step := func(name string, f func()) {
+		t := time.Now()
+		f()
+		n.log.Info("shutdown step done", "step", name, "took", time.Since(t).Round(time.Millisecond))
+	}
+	var errs []error
+	step("smpp server", func() {
+		sctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.Server.ShutdownTimeout))
+		defer cancel()
+		if err := n.server.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			errs = append(errs, err)
+		}
+	})
+	step("router", n.router.Close)
+	step("upstreams", func() {
+		var wg sync.WaitGroup
+		for _, c := range n.clients {
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = c.Close(ctx) }()
+		}
+		wg.Wait()
+	})
+	step("admin", func() {
+		if n.admin != nil {
+			actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			_ = n.admin.Shutdown(actx)
+		}
+	})
+	n.wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,250 @@
+package router
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/smppd/smppd/smpp"
+)
+
+// Upstream is one upstream bind as the router sees it (smpp.Client implements it). Free and
+// Submit answer synchronously: the router never learns about window state through a callback.
+type Upstream interface {
+	Name() string
+	// Free returns free window slots; 0 when the bind is down.
+	Free() int
+	// InUse returns outstanding submits.
+	InUse() int
+	// Submit queues pdu (sequence number rewritten) or fails at once with nothing sent
+	// (smpp.ErrNotBound, smpp.ErrWindowFull, smpp.ErrRateLimited).
+	Submit(pdu []byte, w smpp.Waiter) error
+	// Limiter returns the bind's throughput limiter (nil: unlimited).
+	Limiter() *smpp.Limiter
+}
+
+// Policy picks a bind; it returns an index into binds or -1, never one whose bit is set in skip.
+// It must not allocate. Pools have at most 64 binds.
+type Policy interface {
+	Pick(binds []Upstream, skip uint64) int
+}
+
+// MostFree picks the bind with the most free window (the idlest channel), rotating among ties.
+type MostFree struct{ next atomic.Uint32 }
+
+// Pick implements Policy.
+func (p *MostFree) Pick(binds []Upstream, skip uint64) int {
+	n := len(binds)
+	start := int(p.next.Add(1)) % n
+	best, bestFree := -1, 0
+	for k := 0; k < n; k++ {
+		i := (start + k) % n
+		if skip&(1<<i) != 0 {
+			continue
+		}
+		if f := binds[i].Free(); f > bestFree {
+			best, bestFree = i, f
+		}
+	}
+	return best
+}
+
+// Pool is the set of binds to one upstream SMSC. Waiters for free window block on wake, which
+// Notify closes (and clears) when any bind frees a slot.
+type Pool struct {
+	name   string
+	binds  []Upstream
+	policy Policy
+	// coolUntil[i] is a unix-nano time before which bind i is skipped: it just answered
+	// ESME_RTHROTTLED/ESME_RMSGQFUL.
+	coolUntil []atomic.Int64
+
+	waiters atomic.Int32
+	mu      sync.Mutex
+	wake    chan struct{}         // guarded by mu; nil when nobody waits
+	concat  map[concatKey]*affine // guarded by mu: bind affinity of concatenated messages
+	swept   time.Time             // guarded by mu
+}
+
+// concatKey identifies a concatenated message of one account.
+type concatKey struct {
+	acct     *smpp.Account
+	src, dst [21]byte
+	ref      uint16
+	total    byte
+}
+
+type affine struct {
+	bind atomic.Int32 // -1 until the first segment is sent
+	seen int          // guarded by Pool.mu
+	last time.Time    // guarded by Pool.mu
+}
+
+// NewPool returns a pool over binds using the MostFree policy.
+func NewPool(name string, binds []Upstream) *Pool {
+	return &Pool{name: name, binds: binds, policy: &MostFree{}, coolUntil: make([]atomic.Int64, len(binds)),
+		concat: map[concatKey]*affine{}}
+}
+
+// Name returns the pool's name.
+func (p *Pool) Name() string { return p.name }
+
+// Binds returns the pool's binds.
+func (p *Pool) Binds() []Upstream { return p.binds }
+
+// InUse returns outstanding submits over all binds.
+func (p *Pool) InUse() int {
+	n := 0
+	for _, b := range p.binds {
+		n += b.InUse()
+	}
+	return n
+}
+
+// Notify wakes waiters; upstream binds call it when a slot frees or they come up.
+func (p *Pool) Notify() {
+	if p.waiters.Load() == 0 {
+		return
+	}
+	p.mu.Lock()
+	if p.wake != nil {
+		close(p.wake)
+		p.wake = nil
+	}
+	p.mu.Unlock()
+}
+
+// cool marks bind i as throttled for d.
+func (p *Pool) cool(i int, d time.Duration) { p.coolUntil[i].Store(time.Now().Add(d).UnixNano()) }
+
+// trySend submits m on the best bind now, or on its bind for a later segment of a concatenated
+// message. It returns false (nothing sent) if no bind can take it now, with how long to wait
+// before trying again (0: until a slot frees).
+func (p *Pool) trySend(m *Message) (bool, time.Duration) {
+	a := m.affine // m must not be touched once submitted: its answer may already be in
+	if a != nil {
+		if i := int(a.bind.Load()); i >= 0 && p.up(i) {
+			return p.submitOn(m, i) // segments stay on their bind, in order: wait for it if busy
+		}
+	}
+	now := time.Now().UnixNano()
+	var skip uint64
+	for i := range p.binds {
+		if p.coolUntil[i].Load() > now {
+			skip |= 1 << i
+		}
+	}
+	var rateWait time.Duration
+	for {
+		i := p.policy.Pick(p.binds, skip)
+		if i < 0 {
+			return false, rateWait
+		}
+		if a != nil {
+			a.bind.Store(int32(i)) // first segment, or its bind went down: the rest follow
+		}
+		ok, wait := p.submitOn(m, i)
+		if ok {
+			return true, 0
+		}
+		skip |= 1 << i
+		if wait > 0 && (rateWait == 0 || wait < rateWait) {
+			rateWait = wait
+		}
+	}
+}
+
+// up reports whether bind i is bound.
+func (p *Pool) up(i int) bool {
+	if b, ok := p.binds[i].(interface{ Bound() bool }); ok {
+		return b.Bound()
+	}
+	return p.binds[i].Free() > 0
+}
+
+func (p *Pool) submitOn(m *Message, i int) (bool, time.Duration) {
+	if p.coolUntil[i].Load() > time.Now().UnixNano() {
+		return false, time.Duration(p.coolUntil[i].Load() - time.Now().UnixNano())
+	}
+	m.bind = i
+	m.sentAt = time.Now()
+	switch err := p.binds[i].Submit(m.PDU, m); err {
+	case nil:
+		return true, 0
+	case smpp.ErrRateLimited:
+		return false, max(p.binds[i].Limiter().Delay(1), time.Millisecond)
+	default:
+		return false, 0
+	}
+}
+
+// send submits m, waiting until its deadline for a bind to take it.
+func (p *Pool) send(m *Message) bool {
+	if ok, _ := p.trySend(m); ok {
+		return true
+	}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		p.mu.Lock()
+		if p.wake == nil {
+			p.wake = make(chan struct{})
+		}
+		wake := p.wake
+		p.waiters.Add(1)
+		p.mu.Unlock()
+		ok, wait := p.trySend(m) // after registering: a slot freed since is not missed
+		if ok {
+			p.waiters.Add(-1)
+			return true
+		}
+		left := time.Until(m.deadline)
+		if left <= 0 {
+			p.waiters.Add(-1)
+			return false
+		}
+		if wait == 0 || wait > left {
+			wait = left
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-wake:
+		case <-timer.C:
+		}
+		p.waiters.Add(-1)
+	}
+}
+
+// affinity returns the affinity record of a concatenated message segment, creating it.
+func (p *Pool) affinity(k *concatKey, now time.Time) *affine {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now.Sub(p.swept) > time.Minute {
+		for key, a := range p.concat {
+			if now.Sub(a.last) > 5*time.Minute {
+				delete(p.concat, key)
+			}
+		}
+		p.swept = now
+	}
+	a := p.concat[*k]
+	if a == nil {
+		a = &affine{}
+		a.bind.Store(-1)
+		p.concat[*k] = a
+	}
+	a.seen++
+	a.last = now
+	if a.seen >= int(k.total) {
+		delete(p.concat, *k) // last segment: later ones with this ref are a new message
+	}
+	return a
+}

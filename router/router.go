@@ -1,0 +1,259 @@
+package router
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/smppd/smppd/smpp"
+)
+
+// Config configures the router.
+type Config struct {
+	// MaxWait bounds how long a submit may wait for upstream window, retries after
+	// ESME_RTHROTTLED/ESME_RMSGQFUL included, before the client gets ESME_RTHROTTLED.
+	MaxWait time.Duration
+	// InDoubtStatus answers a submit whose upstream link died (or timed out) before answering.
+	InDoubtStatus smpp.Status
+	// ThrottleBackoff is how long a bind that answered ESME_RTHROTTLED is skipped.
+	ThrottleBackoff time.Duration
+	// Stages run in order on every submit_sm before it is forwarded.
+	Stages []Stage
+	IDs    *IDGen
+	IDMap  IDMap
+	Logger *slog.Logger
+	// Metrics receives the router's metrics (nil: a private set).
+	Metrics *metrics.Set
+}
+
+// DefaultConfig returns the defaults documented in configs/dev.yaml (IDs and IDMap are the
+// caller's).
+func DefaultConfig() Config {
+	return Config{MaxWait: 2 * time.Second, InDoubtStatus: smpp.StatusSysErr, ThrottleBackoff: 50 * time.Millisecond}
+}
+
+// Validate reports the first invalid field.
+func (c *Config) Validate() error {
+	switch {
+	case c.MaxWait <= 0:
+		return fmt.Errorf("max_wait: must be positive, got %s", c.MaxWait)
+	case c.InDoubtStatus == smpp.StatusOK:
+		return errors.New("in_doubt_status: must not be 0 (ESME_ROK)")
+	case c.IDs == nil || c.IDMap == nil:
+		return errors.New("router: IDs and IDMap are required")
+	}
+	return nil
+}
+
+// Verdict is a stage's decision; a zero Verdict lets the message continue.
+type Verdict struct {
+	Status smpp.Status // non-zero: answer the client with this status, do not forward
+	Rule   string      // what decided, for logs and metrics (no phone numbers)
+}
+
+// Stage is one step of the submit_sm pipeline (filters, dedup, priority, routing…).
+//
+// Contract: Process runs on the submitting session's read loop, once per message, in the order
+// configured; it must not block on I/O (state it needs is in memory) and must not keep m after
+// returning. It may set m.Pool to route the message. A non-zero Verdict.Status stops the
+// pipeline and answers the client with that status.
+type Stage interface {
+	Name() string
+	Process(m *Message) Verdict
+}
+
+// Route is an account's routing data (smpp.Account.Value): its default pool.
+type Route struct {
+	Pool *Pool
+}
+
+// Message is one client submit_sm on its way through the router. It is pooled: nothing may
+// hold it after the client has been answered.
+type Message struct {
+	Session *smpp.Session
+	Account *smpp.Account
+	Seq     uint32      // the client's sequence number
+	PDU     []byte      // the client's PDU, copied; forwarded as is but for the sequence number
+	Submit  smpp.Submit // parsed view into PDU
+	Pool    *Pool       // where it goes; a stage may change it
+
+	r        *Router
+	affine   *affine
+	deadline time.Time
+	arrived  time.Time
+	sentAt   time.Time
+	bind     int // index in Pool of the bind it was last sent on
+}
+
+// Router implements smpp.Handler: it runs the stages and forwards every submit_sm upstream with
+// pass-through acknowledgment, answering the client only once the upstream answered.
+type Router struct {
+	cfg   Config
+	log   *slog.Logger
+	pools map[string]*Pool
+	m     *routerMetrics
+	msgs  sync.Pool
+	retry chan *Message
+	stop  chan struct{}
+	wg    sync.WaitGroup
+}
+
+// New returns a router over pools (by name). Start its retry worker with Start.
+func New(cfg Config, pools []*Pool) (*Router, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewSet()
+	}
+	r := &Router{cfg: cfg, log: cfg.Logger.With("component", "router"), pools: map[string]*Pool{},
+		retry: make(chan *Message, 4096), stop: make(chan struct{})}
+	r.m = newRouterMetrics(cfg.Metrics, pools)
+	for _, p := range pools {
+		r.pools[p.name] = p
+	}
+	r.msgs.New = func() any { return &Message{r: r, PDU: make([]byte, 0, 512)} }
+	return r, nil
+}
+
+// Pool returns the pool called name, or nil.
+func (r *Router) Pool(name string) *Pool { return r.pools[name] }
+
+// Start starts the retry worker.
+func (r *Router) Start() {
+	r.wg.Add(1)
+	go r.retryLoop()
+}
+
+// Close stops the retry worker; messages still queued for retry are answered ESME_RTHROTTLED.
+// Call it after the server has drained.
+func (r *Router) Close() {
+	close(r.stop)
+	r.wg.Wait()
+	for {
+		select {
+		case m := <-r.retry:
+			r.finish(m, smpp.StatusThrottled, nil, "shutdown")
+		default:
+			return
+		}
+	}
+}
+
+// Bound implements smpp.Handler.
+func (r *Router) Bound(*smpp.Session) {}
+
+// Unbound implements smpp.Handler. Submits still in flight are answered into the void by
+// Session.Respond, which drops them; their upstream outcome is recorded as usual.
+func (r *Router) Unbound(*smpp.Session) {}
+
+// Submit implements smpp.Handler.
+func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
+	m := r.msgs.Get().(*Message)
+	m.Session, m.Account, m.Seq = s, s.Account(), req.Seq
+	m.PDU = append(m.PDU[:0], req.PDU...)
+	_ = smpp.ParseSubmit(m.PDU[smpp.HeaderLen:], &m.Submit) // parsed once already: cannot fail
+	m.arrived = time.Now()
+	m.deadline = m.arrived.Add(r.cfg.MaxWait)
+	m.Pool, m.affine, m.bind = nil, nil, -1
+	if rt, ok := m.Account.Value.(*Route); ok {
+		m.Pool = rt.Pool
+	}
+	for _, st := range r.cfg.Stages {
+		if v := st.Process(m); v.Status != smpp.StatusOK {
+			r.finish(m, v.Status, nil, st.Name())
+			return
+		}
+	}
+	if m.Pool == nil {
+		r.finish(m, smpp.StatusInvDstAddr, nil, "no_route")
+		return
+	}
+	if c, ok := m.Submit.Concat(); ok {
+		k := concatKey{acct: m.Account, ref: c.Ref, total: c.Total}
+		copy(k.src[:], m.Submit.SrcAddr)
+		copy(k.dst[:], m.Submit.DstAddr)
+		m.affine = m.Pool.affinity(&k, m.arrived)
+	}
+	if !m.Pool.send(m) {
+		r.finish(m, smpp.StatusThrottled, nil, "max_wait")
+	}
+}
+
+// SubmitDone implements smpp.Waiter: the upstream's answer (or its absence) for m.
+func (m *Message) SubmitDone(_ *smpp.Client, status smpp.Status, upstreamID []byte, err error) {
+	r := m.r
+	r.m.latency(m.Pool, time.Since(m.sentAt))
+	switch {
+	case err != nil:
+		r.m.inDoubt(m.Pool).Inc()
+		r.log.Warn("submit in doubt: upstream outcome unknown, not resent", "upstream", m.Pool.name,
+			"system_id", m.Account.SystemID, "seq", m.Seq, "err", err)
+		r.finish(m, r.cfg.InDoubtStatus, nil, "in_doubt")
+	case status == smpp.StatusThrottled || status == smpp.StatusMsgQFull:
+		r.m.retry(m.Pool, status).Inc()
+		m.Pool.cool(m.bind, r.cfg.ThrottleBackoff)
+		if time.Now().After(m.deadline) {
+			r.finish(m, smpp.StatusThrottled, nil, "max_wait")
+			return
+		}
+		if ok, _ := m.Pool.trySend(m); ok {
+			return
+		}
+		select {
+		case r.retry <- m:
+		default:
+			r.finish(m, smpp.StatusThrottled, nil, "retry_queue_full")
+		}
+	case status == smpp.StatusOK:
+		id, err := r.cfg.IDs.Next()
+		if err != nil {
+			// The upstream accepted it but we cannot issue an id: tell the client the truth
+			// (outcome unknown to it) rather than an id that might repeat.
+			r.log.Error("message accepted upstream but no message_id can be issued", "err", err)
+			r.finish(m, r.cfg.InDoubtStatus, nil, "id_lease")
+			return
+		}
+		r.cfg.IDMap.Put(id, m.Pool.name, upstreamID)
+		var buf [16]byte
+		FormatID(&buf, id)
+		r.finish(m, smpp.StatusOK, buf[:], "")
+	default:
+		r.finish(m, status, nil, "upstream")
+	}
+}
+
+// finish answers the client, counts the outcome and recycles m.
+func (r *Router) finish(m *Message, status smpp.Status, id []byte, why string) {
+	m.Session.Respond(m.Seq, status, id)
+	r.m.submit(m.Account.SystemID, m.Pool, status).Inc()
+	if why != "" && why != "upstream" && status != smpp.StatusOK {
+		r.log.Debug("submit refused", "system_id", m.Account.SystemID, "status", status.String(), "by", why)
+	}
+	m.Session, m.Account, m.Pool, m.affine = nil, nil, nil, nil
+	if cap(m.PDU) > 4096 {
+		m.PDU = make([]byte, 0, 512)
+	}
+	r.msgs.Put(m)
+}
+
+// retryLoop resends messages an upstream throttled, each until its deadline.
+func (r *Router) retryLoop() {
+	defer r.wg.Done()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case m := <-r.retry:
+			if !m.Pool.send(m) {
+				r.finish(m, smpp.StatusThrottled, nil, "max_wait")
+			}
+		}
+	}
+}

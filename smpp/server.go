@@ -1,0 +1,677 @@
+package smpp
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/linxGnu/gosmpp/pdu"
+)
+
+// ServerConfig configures the ESME-facing server.
+type ServerConfig struct {
+	SystemID            string        // returned in bind_*_resp
+	MaxPDUSize          int           // command_length above this: generic_nack ESME_RINVCMDLEN, close
+	BindTimeout         time.Duration // a connection not bound within this is closed
+	ReadTimeout         time.Duration // a PDU stalled mid-frame this long closes the session
+	EnquireLinkInterval time.Duration // idle this long: we send enquire_link
+	ResponseTimeout     time.Duration // our request unanswered this long: close; also the write timeout
+	MaxSessions         int
+	Logger              *slog.Logger
+	Metrics             *metrics.Set // nil: metrics.NewSet() of its own
+
+	// UnknownAccount, if set, is asked for the account of a system_id missing from the account
+	// table (simulators accepting any account); nil from it, or no func: ESME_RBINDFAIL.
+	UnknownAccount func(systemID string) *Account
+}
+
+// DefaultServerConfig returns the defaults documented in configs/dev.yaml.
+func DefaultServerConfig() ServerConfig {
+	return ServerConfig{SystemID: "smppd", MaxPDUSize: 65536, BindTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, EnquireLinkInterval: 30 * time.Second,
+		ResponseTimeout: 10 * time.Second, MaxSessions: 10000}
+}
+
+// Validate reports the first invalid field.
+func (c *ServerConfig) Validate() error {
+	switch {
+	case c.MaxPDUSize < 64:
+		return fmt.Errorf("max_pdu_size: must be at least 64, got %d", c.MaxPDUSize)
+	case c.BindTimeout <= 0 || c.ReadTimeout <= 0 || c.EnquireLinkInterval <= 0 || c.ResponseTimeout <= 0:
+		return errors.New("timeouts must be positive")
+	case c.MaxSessions < 1:
+		return fmt.Errorf("max_sessions: must be at least 1, got %d", c.MaxSessions)
+	}
+	return nil
+}
+
+// PasswordChecker verifies a bind password; implementations compare in constant time.
+type PasswordChecker interface {
+	CheckPassword(pw []byte) bool
+}
+
+// PlainPassword compares against a clear-text password in constant time.
+type PlainPassword string
+
+// CheckPassword implements PasswordChecker.
+func (p PlainPassword) CheckPassword(pw []byte) bool {
+	return subtle.ConstantTimeCompare([]byte(p), pw) == 1
+}
+
+// Account is an ESME account. The config fields are set before SetAccounts and then read-only.
+type Account struct {
+	SystemID    string
+	Password    PasswordChecker
+	AllowedNets []netip.Prefix // empty: any source address
+	MaxBinds    int
+	Window      int      // outstanding submit_sm per session
+	Limiter     *Limiter // segments per second across the account's sessions; nil: unlimited
+	Value       any      // the handler's per-account data (e.g. its route)
+
+	binds atomic.Int32
+}
+
+// Binds returns the account's current number of bound sessions.
+func (a *Account) Binds() int { return int(a.binds.Load()) }
+
+func (a *Account) allowed(ip netip.Addr) bool {
+	if len(a.AllowedNets) == 0 {
+		return true
+	}
+	ip = ip.Unmap()
+	for _, p := range a.AllowedNets {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// Request is one submit_sm handed to the Handler. It is valid only during Handler.Submit.
+type Request struct {
+	Seq      uint32
+	PDU      []byte // the whole PDU as received, header included
+	Submit   Submit // parsed view of PDU's body
+	Segments int
+}
+
+// Handler is what the Server calls for bound sessions; the router implements it.
+//
+// Contract: Submit is called on the session's read loop, one request at a time; it may block
+// (that is backpressure: the session stops reading) but must return, and every request must be
+// answered exactly once with Session.Respond, from any goroutine, now or later. Bound and
+// Unbound bracket a session's bound life; Unbound is called once, after the read loop ended.
+type Handler interface {
+	Submit(s *Session, r *Request)
+	Bound(s *Session)
+	Unbound(s *Session)
+}
+
+// Server accepts ESME connections and runs their sessions. See Handler for the contract.
+type Server struct {
+	cfg     ServerConfig
+	handler Handler
+	log     *slog.Logger
+	m       serverMetrics
+
+	accounts atomic.Pointer[map[string]*Account]
+	draining atomic.Bool
+	nextID   atomic.Uint64
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{} // guarded by mu
+	sessions  map[*Session]struct{}     // guarded by mu
+	wg        sync.WaitGroup            // session goroutines and Serve loops
+}
+
+type serverMetrics struct {
+	set                                    *metrics.Set
+	accepted, rejectedFull, bindOK, nacked *metrics.Counter
+}
+
+// NewServer returns a server that hands submits to h.
+func NewServer(cfg ServerConfig, h Handler) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewSet()
+	}
+	s := &Server{cfg: cfg, handler: h, log: cfg.Logger.With("component", "smpp.server"),
+		listeners: map[net.Listener]struct{}{}, sessions: map[*Session]struct{}{}}
+	set := cfg.Metrics
+	s.m = serverMetrics{set: set,
+		accepted:     set.GetOrCreateCounter(`smppd_connections_total`),
+		rejectedFull: set.GetOrCreateCounter(`smppd_connections_rejected_total{reason="max_sessions"}`),
+		bindOK:       set.GetOrCreateCounter(`smppd_binds_total{result="ok"}`),
+		nacked:       set.GetOrCreateCounter(`smppd_generic_nacks_sent_total`),
+	}
+	set.NewGauge(`smppd_sessions`, func() float64 { return float64(s.SessionCount()) })
+	m := map[string]*Account{}
+	s.accounts.Store(&m)
+	return s
+}
+
+// SetAccounts replaces the account table atomically; existing sessions keep their account.
+func (s *Server) SetAccounts(accts []*Account) {
+	m := make(map[string]*Account, len(accts))
+	for _, a := range accts {
+		m[a.SystemID] = a
+		a := a
+		s.m.set.GetOrCreateGauge(fmt.Sprintf(`smppd_binds{system_id=%q}`, a.SystemID), func() float64 { return float64(a.Binds()) })
+	}
+	s.accounts.Store(&m)
+}
+
+// Account returns the account with systemID, or nil.
+func (s *Server) Account(systemID string) *Account { return (*s.accounts.Load())[systemID] }
+
+// SessionCount returns the number of open connections.
+func (s *Server) SessionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// Serve accepts connections on ln until ln is closed (by Shutdown or the caller).
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.draining.Load() {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return net.ErrClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return fmt.Errorf("smpp accept: %w", err)
+		}
+		backoff = 0
+		s.m.accepted.Inc()
+		s.mu.Lock()
+		if len(s.sessions) >= s.cfg.MaxSessions || s.draining.Load() {
+			s.mu.Unlock()
+			s.m.rejectedFull.Inc()
+			_ = conn.Close()
+			continue
+		}
+		sess := s.newSession(conn)
+		s.sessions[sess] = struct{}{}
+		s.wg.Add(2)
+		s.mu.Unlock()
+		go func() { defer s.wg.Done(); sess.w.loop() }()
+		go func() { defer s.wg.Done(); sess.run() }()
+	}
+}
+
+// Shutdown drains the server: listeners close, new submits are answered ESME_RTHROTTLED (so
+// clients resubmit elsewhere), in-flight submits get their upstream answer until ctx ends; what is
+// still outstanding then is answered ESME_RSYSERR (outcome unknown). Every session is then sent
+// unbind and closed. It returns when all sessions have ended.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining.Store(true)
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	sessions := make([]*Session, 0, len(s.sessions))
+	for sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range sessions {
+		sess.waitIdle(ctx)
+	}
+	for _, sess := range sessions {
+		sess.abandonInflight(StatusSysErr)
+		sess.unbind()
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	grace := time.NewTimer(2 * time.Second) // for unbind_resp; then we close
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-grace.C:
+		for _, sess := range sessions {
+			sess.close(CloseShutdown)
+		}
+		<-done
+	}
+	return ctx.Err()
+}
+
+func (s *Server) newSession(conn net.Conn) *Session {
+	sess := &Session{srv: s, conn: conn, id: s.nextID.Add(1), inflight: map[uint32]struct{}{},
+		w: newWriter(conn, s.cfg.ResponseTimeout), idleSignal: make(chan struct{}, 1), closed: make(chan struct{})}
+	if ap, err := netip.ParseAddrPort(conn.RemoteAddr().String()); err == nil {
+		sess.remote = ap
+	}
+	sess.fr = newFrameReader(conn, uint32(s.cfg.MaxPDUSize), s.cfg.ReadTimeout)
+	sess.log = s.log.With("session", sess.id, "remote", conn.RemoteAddr().String())
+	return sess
+}
+
+// BindType is the kind of bind a session holds.
+type BindType int32
+
+// Bind types.
+const (
+	Unbound BindType = iota
+	Transmitter
+	Receiver
+	Transceiver
+)
+
+func (b BindType) String() string {
+	return [...]string{"unbound", "transmitter", "receiver", "transceiver"}[b]
+}
+
+// CanSubmit reports whether the bind may send submit_sm.
+func (b BindType) CanSubmit() bool { return b == Transmitter || b == Transceiver }
+
+// CanReceive reports whether the bind may receive deliver_sm.
+func (b BindType) CanReceive() bool { return b == Receiver || b == Transceiver }
+
+// CloseReason says why a session ended.
+type CloseReason int
+
+// Close reasons.
+const (
+	CloseNone CloseReason = iota
+	ClosePeer
+	CloseUnbind
+	CloseBindTimeout
+	CloseStall
+	CloseEnquireTimeout
+	CloseBadLength
+	CloseIPDenied
+	CloseWriteError
+	CloseShutdown
+	CloseReadError
+)
+
+func (r CloseReason) String() string {
+	return [...]string{"none", "peer_closed", "unbind", "bind_timeout", "read_stall", "enquire_link_timeout",
+		"bad_command_length", "ip_denied", "write_error", "shutdown", "read_error"}[r]
+}
+
+// Session is one ESME connection. The read loop (run) owns fr and sub; the writer loop owns
+// the socket's write side; inflight is guarded by mu.
+type Session struct {
+	srv    *Server
+	conn   net.Conn
+	id     uint64
+	remote netip.AddrPort
+	log    *slog.Logger
+	w      *writer
+	fr     *frameReader
+	sub    Request // reused per submit by the read loop
+
+	bind    atomic.Int32 // BindType
+	account *Account     // set once at bind, before Bound
+	outSeq  atomic.Uint32
+	elOut   bool // read loop: an enquire_link of ours is unanswered
+
+	// Value is the handler's per-session data; set in Bound, read-only after.
+	Value any
+
+	mu         sync.Mutex
+	inflight   map[uint32]struct{} // guarded by mu: submits not yet answered
+	idleSignal chan struct{}       // kicked when inflight becomes empty
+	reason     CloseReason         // guarded by mu
+	closed     chan struct{}
+}
+
+// ID returns the session's process-unique id.
+func (s *Session) ID() uint64 { return s.id }
+
+// Account returns the bound account (nil before bind).
+func (s *Session) Account() *Account { return s.account }
+
+// BindType returns the current bind type.
+func (s *Session) BindType() BindType { return BindType(s.bind.Load()) }
+
+// Remote returns the peer address.
+func (s *Session) Remote() netip.AddrPort { return s.remote }
+
+// Closed is closed when the session has ended.
+func (s *Session) Closed() <-chan struct{} { return s.closed }
+
+// Respond answers the submit_sm with sequence number seq. It returns false if that request was
+// already answered (or the session is gone), so a request is never answered twice.
+func (s *Session) Respond(seq uint32, status Status, messageID []byte) bool {
+	s.mu.Lock()
+	if _, ok := s.inflight[seq]; !ok {
+		s.mu.Unlock()
+		return false
+	}
+	delete(s.inflight, seq)
+	idle := len(s.inflight) == 0
+	s.mu.Unlock()
+	if idle {
+		select {
+		case s.idleSignal <- struct{}{}:
+		default:
+		}
+	}
+	return s.w.appendResp(SubmitSMResp, status, seq, messageID) == nil
+}
+
+// Inflight returns the number of unanswered submits.
+func (s *Session) Inflight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.inflight)
+}
+
+func (s *Session) waitIdle(ctx context.Context) {
+	for s.Inflight() > 0 {
+		select {
+		case <-s.idleSignal:
+		case <-s.closed:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// abandonInflight answers every outstanding submit with status.
+func (s *Session) abandonInflight(status Status) {
+	s.mu.Lock()
+	seqs := make([]uint32, 0, len(s.inflight))
+	for seq := range s.inflight {
+		seqs = append(seqs, seq)
+	}
+	s.mu.Unlock()
+	for _, seq := range seqs {
+		if s.Respond(seq, status, nil) {
+			s.log.Warn("submit answered at shutdown deadline, upstream outcome unknown", "seq", seq, "status", status.String())
+		}
+	}
+}
+
+func (s *Session) nextSeq() uint32 {
+	for {
+		if v := s.outSeq.Add(1) & 0x7FFFFFFF; v != 0 {
+			return v
+		}
+	}
+}
+
+// unbind sends unbind; the session closes when the peer answers or the grace period ends.
+func (s *Session) unbind() {
+	if s.w.appendPDU(Unbind, StatusOK, s.nextSeq(), nil) != nil {
+		s.close(CloseShutdown)
+	}
+}
+
+// Send queues a request PDU (e.g. deliver_sm) of ours to the ESME with a fresh sequence number,
+// which it returns. body is copied.
+func (s *Session) Send(id CommandID, body []byte) (uint32, error) {
+	seq := s.nextSeq()
+	return seq, s.w.appendPDU(id, StatusOK, seq, body)
+}
+
+// close ends the session: pending output is flushed, then the connection closes.
+func (s *Session) close(r CloseReason) {
+	s.mu.Lock()
+	first := s.reason == CloseNone
+	if first {
+		s.reason = r
+	}
+	s.mu.Unlock()
+	if !first {
+		return
+	}
+	s.w.close()
+	go func() {
+		select {
+		case <-s.w.done:
+		case <-time.After(s.srv.cfg.ResponseTimeout):
+		}
+		_ = s.conn.Close()
+	}()
+}
+
+func (s *Session) closeReason() CloseReason {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reason
+}
+
+func (s *Session) run() {
+	srv := s.srv
+	defer func() {
+		if s.BindType() != Unbound {
+			s.account.binds.Add(-1)
+			srv.handler.Unbound(s)
+		}
+		s.close(ClosePeer)
+		<-s.w.done
+		_ = s.conn.Close()
+		s.mu.Lock()
+		pending := len(s.inflight)
+		s.mu.Unlock()
+		srv.mu.Lock()
+		delete(srv.sessions, s)
+		srv.mu.Unlock()
+		srv.m.set.GetOrCreateCounter(fmt.Sprintf(`smppd_sessions_closed_total{reason=%q}`, s.closeReason())).Inc()
+		s.log.Info("session closed", "reason", s.closeReason().String(), "unanswered", pending)
+		close(s.closed)
+	}()
+	bindDeadline := time.Now().Add(srv.cfg.BindTimeout)
+	for {
+		if s.BindType() == Unbound {
+			s.fr.idle = bindDeadline
+		} else if s.elOut {
+			s.fr.idle = time.Now().Add(srv.cfg.ResponseTimeout)
+		} else {
+			s.fr.idle = time.Now().Add(srv.cfg.EnquireLinkInterval)
+		}
+		frame, h, err := s.fr.next()
+		if err != nil {
+			s.readError(h, err)
+			if s.closeReason() != CloseNone {
+				return
+			}
+			continue
+		}
+		s.elOut = false
+		s.dispatch(h, frame)
+	}
+}
+
+// readError handles a read failure; it closes the session unless the error was an idle timeout
+// that only calls for an enquire_link.
+func (s *Session) readError(h Header, err error) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, ErrCommandLength):
+		s.nack(h.Seq, StatusInvCmdLen)
+		s.log.Warn("bad command_length, closing", "err", err)
+		s.close(CloseBadLength)
+	case errors.Is(err, errStall):
+		s.close(CloseStall)
+	case errors.As(err, &ne) && ne.Timeout():
+		switch {
+		case s.BindType() == Unbound:
+			s.close(CloseBindTimeout)
+		case s.elOut:
+			s.close(CloseEnquireTimeout)
+		default:
+			s.elOut = true
+			if _, err := s.Send(EnquireLink, nil); err != nil {
+				s.close(CloseWriteError)
+			}
+		}
+	default:
+		if s.srv.draining.Load() {
+			s.close(CloseShutdown)
+		} else if errors.Is(err, net.ErrClosed) {
+			s.close(CloseWriteError)
+		} else if errors.Is(err, io.EOF) {
+			s.close(ClosePeer)
+		} else {
+			s.close(CloseReadError)
+		}
+	}
+}
+
+func (s *Session) nack(seq uint32, st Status) {
+	s.srv.m.nacked.Inc()
+	_ = s.w.appendPDU(GenericNack, st, seq, nil)
+}
+
+func (s *Session) respondEmpty(id CommandID, st Status, seq uint32) {
+	_ = s.w.appendPDU(ResponseID(id), st, seq, nil)
+}
+
+func (s *Session) dispatch(h Header, frame []byte) {
+	switch h.ID {
+	case SubmitSM:
+		s.submit(h, frame)
+	case EnquireLink:
+		s.respondEmpty(h.ID, StatusOK, h.Seq)
+	case BindTransmitter, BindReceiver, BindTransceiver:
+		s.bindReq(h, frame)
+	case Unbind:
+		if s.BindType() == Unbound {
+			s.respondEmpty(h.ID, StatusInvBindStatus, h.Seq)
+			return
+		}
+		s.respondEmpty(h.ID, StatusOK, h.Seq)
+		s.close(CloseUnbind)
+	case UnbindResp:
+		s.close(CloseUnbind)
+	case EnquireLinkResp, DeliverSMResp, GenericNack:
+		// Answers to our requests; deliver_sm tracking arrives with receipts.
+	default:
+		if IsResponse(h.ID) {
+			return // a response to nothing we sent: ignore, never answer a response
+		}
+		s.nack(h.Seq, StatusInvCmdID)
+	}
+}
+
+func (s *Session) bindReq(h Header, frame []byte) {
+	respID := ResponseID(h.ID)
+	if s.BindType() != Unbound {
+		s.respondEmpty(h.ID, StatusAlreadyBound, h.Seq)
+		return
+	}
+	if s.srv.draining.Load() {
+		s.bindFail(respID, h.Seq, StatusBindFail, "draining")
+		return
+	}
+	p, err := pdu.Parse(bytes.NewReader(frame))
+	req, ok := p.(*pdu.BindRequest)
+	if err != nil || !ok {
+		s.bindFail(respID, h.Seq, StatusBindFail, "malformed bind body")
+		return
+	}
+	acct := s.srv.Account(req.SystemID)
+	if acct == nil && s.srv.cfg.UnknownAccount != nil {
+		acct = s.srv.cfg.UnknownAccount(req.SystemID)
+	}
+	if acct == nil {
+		PlainPassword("\x00dummy\x00").CheckPassword([]byte(req.Password)) // same work as a real check
+		s.bindFail(respID, h.Seq, StatusBindFail, "unknown system_id")
+		return
+	}
+	if !acct.allowed(s.remote.Addr()) {
+		s.bindFail(respID, h.Seq, StatusBindFail, "source address not allowed")
+		s.close(CloseIPDenied)
+		return
+	}
+	if !acct.Password.CheckPassword([]byte(req.Password)) {
+		s.bindFail(respID, h.Seq, StatusBindFail, "wrong password")
+		return
+	}
+	if int(acct.binds.Add(1)) > acct.MaxBinds {
+		acct.binds.Add(-1)
+		s.bindFail(respID, h.Seq, StatusBindFail, "max_binds reached")
+		return
+	}
+	bt := map[CommandID]BindType{BindTransmitter: Transmitter, BindReceiver: Receiver, BindTransceiver: Transceiver}[h.ID]
+	s.account = acct
+	s.bind.Store(int32(bt))
+	s.srv.handler.Bound(s)
+	body := append([]byte(s.srv.cfg.SystemID), 0, 0x02, 0x10, 0x00, 0x01, 0x34) // sc_interface_version 3.4
+	_ = s.w.appendPDU(respID, StatusOK, h.Seq, body)
+	s.srv.m.bindOK.Inc()
+	s.log = s.log.With("system_id", acct.SystemID)
+	s.log.Info("bound", "bind_type", bt.String(), "interface_version", fmt.Sprintf("0x%02x", req.InterfaceVersion))
+}
+
+func (s *Session) bindFail(respID CommandID, seq uint32, st Status, why string) {
+	_ = s.w.appendPDU(respID, st, seq, nil)
+	s.srv.m.set.GetOrCreateCounter(fmt.Sprintf(`smppd_binds_total{result=%q}`, why)).Inc()
+	s.log.Warn("bind refused", "reason", why)
+}
+
+func (s *Session) submit(h Header, frame []byte) {
+	if !s.BindType().CanSubmit() {
+		_ = s.w.appendResp(SubmitSMResp, StatusInvBindStatus, h.Seq, nil)
+		return
+	}
+	r := &s.sub
+	r.Seq, r.PDU = h.Seq, frame
+	if err := ParseSubmit(frame[HeaderLen:], &r.Submit); err != nil {
+		var be *BodyError
+		errors.As(err, &be)
+		s.log.Debug("submit_sm rejected", "err", err)
+		_ = s.w.appendResp(SubmitSMResp, be.Status, h.Seq, nil)
+		return
+	}
+	if s.srv.draining.Load() {
+		_ = s.w.appendResp(SubmitSMResp, StatusThrottled, h.Seq, nil)
+		return
+	}
+	r.Segments = r.Submit.Segments()
+	s.mu.Lock()
+	if len(s.inflight) >= s.account.Window {
+		s.mu.Unlock()
+		_ = s.w.appendResp(SubmitSMResp, StatusThrottled, h.Seq, nil)
+		return
+	}
+	if _, dup := s.inflight[h.Seq]; dup {
+		s.mu.Unlock()
+		// A sequence number still in flight: answering would be ambiguous; refuse the new one.
+		_ = s.w.appendResp(SubmitSMResp, StatusSysErr, h.Seq, nil)
+		return
+	}
+	if !s.account.Limiter.Allow(r.Segments) {
+		s.mu.Unlock()
+		_ = s.w.appendResp(SubmitSMResp, StatusThrottled, h.Seq, nil)
+		return
+	}
+	s.inflight[h.Seq] = struct{}{}
+	s.mu.Unlock()
+	s.srv.handler.Submit(s, r)
+}
