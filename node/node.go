@@ -37,6 +37,8 @@ type Node struct {
 	admin                  *http.Server
 	draining               atomic.Bool
 	wg                     sync.WaitGroup
+	shutdownOnce           sync.Once
+	shutdownErr            error
 }
 
 // New builds a node; nothing listens until Start.
@@ -226,6 +228,11 @@ func (n *Node) Ready() bool {
 // outcome until the deadline, the rest ESME_RSYSERR; sessions unbound); the router's retry
 // queue; upstream binds (unbind after their in-flight answers); the admin listener.
 func (n *Node) Shutdown(ctx context.Context) error {
+	n.shutdownOnce.Do(func() { n.shutdownErr = n.shutdown(ctx) })
+	return n.shutdownErr
+}
+
+func (n *Node) shutdown(ctx context.Context) error {
 	n.draining.Store(true)
 	step := func(name string, f func()) {
 		t := time.Now()

@@ -129,16 +129,19 @@ func (p *Pool) trySend(m *Message) (bool, time.Duration) {
 	}
 	now := time.Now().UnixNano()
 	var skip uint64
+	var retryIn time.Duration // the soonest a skipped bind may be tried again
 	for i := range p.binds {
-		if p.coolUntil[i].Load() > now {
+		if c := p.coolUntil[i].Load(); c > now {
 			skip |= 1 << i
+			if d := time.Duration(c - now); retryIn == 0 || d < retryIn {
+				retryIn = d
+			}
 		}
 	}
-	var rateWait time.Duration
 	for {
 		i := p.policy.Pick(p.binds, skip)
 		if i < 0 {
-			return false, rateWait
+			return false, retryIn
 		}
 		if a != nil {
 			a.bind.Store(int32(i)) // first segment, or its bind went down: the rest follow
@@ -148,8 +151,8 @@ func (p *Pool) trySend(m *Message) (bool, time.Duration) {
 			return true, 0
 		}
 		skip |= 1 << i
-		if wait > 0 && (rateWait == 0 || wait < rateWait) {
-			rateWait = wait
+		if wait > 0 && (retryIn == 0 || wait < retryIn) {
+			retryIn = wait
 		}
 	}
 }

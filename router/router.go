@@ -99,6 +99,8 @@ type Router struct {
 	retry chan *Message
 	stop  chan struct{}
 	wg    sync.WaitGroup
+
+	closeOnce sync.Once
 }
 
 // New returns a router over pools (by name). Start its retry worker with Start.
@@ -134,7 +136,7 @@ func (r *Router) Start() {
 // Close stops the retry worker; messages still queued for retry are answered ESME_RTHROTTLED.
 // Call it after the server has drained.
 func (r *Router) Close() {
-	close(r.stop)
+	r.closeOnce.Do(func() { close(r.stop) })
 	r.wg.Wait()
 	for {
 		select {

@@ -112,6 +112,8 @@ type Client struct {
 	conn  *clientConn
 	ctl   uint32 // guarded by mu: control sequence counter
 
+	started bool // guarded by mu: run was started (at most once)
+
 	closing atomic.Bool
 	stop    chan struct{}
 	done    chan struct{}
@@ -252,8 +254,17 @@ func (c *Client) notifyFree() {
 	}
 }
 
-// Start runs the connect/bind/reconnect loop in the background until Close.
-func (c *Client) Start() { go c.run() }
+// Start runs the connect/bind/reconnect loop in the background until Close. It does nothing
+// after Close or a previous Start.
+func (c *Client) Start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started || c.closing.Load() {
+		return
+	}
+	c.started = true
+	go c.run()
+}
 
 func (c *Client) run() {
 	defer close(c.done)
@@ -463,6 +474,13 @@ func (c *Client) RespondDeliver(seq uint32, status Status) error {
 func (c *Client) Close(ctx context.Context) error {
 	if c.closing.Swap(true) {
 		<-c.done
+		return nil
+	}
+	c.mu.Lock()
+	started := c.started
+	c.mu.Unlock()
+	if !started { // no run loop will close done
+		close(c.done)
 		return nil
 	}
 	close(c.stop)

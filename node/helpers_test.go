@@ -1,0 +1,182 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/smppd/smppd/config"
+	"github.com/smppd/smppd/smpp"
+	"github.com/smppd/smppd/smpp/smpptest"
+)
+
+func testLogger() *slog.Logger {
+	if os.Getenv("SMPPD_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func startSim(t testing.TB, cfg smpptest.Config) *smpptest.SMSC {
+	t.Helper()
+	sim, err := smpptest.Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	return sim
+}
+
+// startNode runs a node in front of sim with test-sized timeouts; mutate adjusts the config.
+func startNode(t testing.TB, sim *smpptest.SMSC, mutate func(*config.Config)) *Node {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Node.DataDir = t.TempDir()
+	cfg.Listen.SMPP, cfg.Listen.Admin = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Upstreams[0].Address = sim.Addr()
+	cfg.Upstreams[0].ReconnectMin = config.Duration(20 * time.Millisecond)
+	cfg.Upstreams[0].ReconnectMax = config.Duration(200 * time.Millisecond)
+	cfg.Router.MaxWait = config.Duration(time.Second)
+	cfg.Server.ShutdownTimeout = config.Duration(5 * time.Second)
+	if mutate != nil {
+		mutate(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := New(cfg, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = n.Shutdown(ctx)
+	})
+	return n
+}
+
+// result is one submit's outcome as an ESME sees it.
+type result struct {
+	status smpp.Status
+	id     string
+	err    error
+}
+
+type resultCh chan result
+
+func (w resultCh) SubmitDone(_ *smpp.Client, st smpp.Status, id []byte, err error) {
+	w <- result{st, string(id), err}
+}
+
+// esme is a test client bound to smppd (or the simulator).
+type esme struct {
+	t  testing.TB
+	c  *smpp.Client
+	up chan struct{}
+}
+
+func dialESME(t testing.TB, addr, systemID, password string, window int) *esme {
+	t.Helper()
+	e := &esme{t: t, up: make(chan struct{}, 1)}
+	cc := smpp.DefaultClientConfig()
+	cc.Name, cc.Addr, cc.SystemID, cc.Password, cc.Window = "esme", addr, systemID, password, window
+	cc.ResponseTimeout = 10 * time.Second
+	cc.Logger = testLogger()
+	cc.OnFree = func() {
+		select {
+		case e.up <- struct{}{}:
+		default:
+		}
+	}
+	e.c = smpp.NewClient(cc)
+	e.c.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = e.c.Close(ctx)
+	})
+	timeout := time.After(5 * time.Second)
+	for !e.c.Bound() {
+		select {
+		case <-e.up:
+		case <-timeout:
+			t.Fatalf("esme %s could not bind to %s", systemID, addr)
+		}
+	}
+	return e
+}
+
+// send submits pdu and returns the channel its result arrives on, waiting for window if needed.
+func (e *esme) send(pdu []byte) resultCh {
+	e.t.Helper()
+	w := make(resultCh, 1)
+	timeout := time.After(10 * time.Second)
+	for {
+		err := e.c.Submit(pdu, w)
+		if err == nil {
+			return w
+		}
+		if err != smpp.ErrWindowFull {
+			e.t.Fatalf("submit: %v", err)
+		}
+		select {
+		case <-e.up:
+		case <-timeout:
+			e.t.Fatal("esme window never freed")
+		}
+	}
+}
+
+func (w resultCh) wait(t testing.TB) result {
+	t.Helper()
+	select {
+	case r := <-w:
+		return r
+	case <-time.After(15 * time.Second):
+		t.Fatal("no response within 15s")
+		return result{}
+	}
+}
+
+func (e *esme) submit(pdu []byte) result {
+	e.t.Helper()
+	return e.send(pdu).wait(e.t)
+}
+
+// gsm builds a submit_sm PDU with a GSM 7-bit text to dst.
+func gsm(dst, text string) []byte {
+	s := smpp.Submit{SrcTON: 5, SrcAddr: []byte("smppd"), DstTON: 1, DstNPI: 1, DstAddr: []byte(dst), ShortMessage: []byte(text)}
+	return smpp.AppendSubmitPDU(nil, smpp.SubmitSM, 1, &s)
+}
+
+func httpGet(t testing.TB, n *Node, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://%s%s", n.AdminAddr(), path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
