@@ -177,6 +177,9 @@ func (c *Client) Limiter() *Limiter { return c.limiter }
 // Submit sends pdu (a whole submit_sm; its sequence number is replaced, nothing else changes) and
 // reports the outcome to w. A non-nil error means nothing was sent and w will not be called.
 func (c *Client) Submit(pdu []byte, w Waiter) error {
+	if len(pdu) < HeaderLen {
+		return fmt.Errorf("submit: %d-byte PDU, shorter than a header", len(pdu))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cc := c.conn

@@ -30,6 +30,11 @@ type frameReader struct {
 	idle   time.Time     // deadline while no frame is in progress (zero: none)
 	onRead func()        // called after every successful read (activity tracking)
 	err    error         // a read error held back until the frames read with it are returned
+	// frameBy is the deadline of the frame in progress: set when a frame starts arriving, not
+	// pushed back by each read, so a peer trickling bytes cannot hold a frame open for long.
+	frameBy time.Time
+	// beforeRead, if set, runs before each blocking read (output backpressure).
+	beforeRead func()
 }
 
 func newFrameReader(conn net.Conn, max uint32, stall time.Duration) *frameReader {
@@ -50,6 +55,7 @@ func (fr *frameReader) next() ([]byte, Header, error) {
 			if avail >= n {
 				f := fr.buf[fr.r : fr.r+n]
 				fr.r += n
+				fr.frameBy = time.Time{}
 				return f, h, nil
 			}
 			if n > len(fr.buf) {
@@ -69,6 +75,7 @@ func (fr *frameReader) next() ([]byte, Header, error) {
 						return nil, h, midFrameErr(err)
 					}
 				}
+				fr.frameBy = time.Time{}
 				return big, h, nil
 			}
 		}
@@ -79,6 +86,9 @@ func (fr *frameReader) next() ([]byte, Header, error) {
 		err := fr.err
 		fr.err = nil
 		if err == nil {
+			if fr.beforeRead != nil {
+				fr.beforeRead()
+			}
 			fr.setDeadline(fr.w > 0)
 			var m int
 			m, err = fr.conn.Read(fr.buf[fr.w:])
@@ -121,9 +131,13 @@ func (fr *frameReader) activity() {
 
 func (fr *frameReader) setDeadline(partial bool) {
 	if partial && fr.stall > 0 {
-		_ = fr.conn.SetReadDeadline(time.Now().Add(fr.stall))
+		if fr.frameBy.IsZero() {
+			fr.frameBy = time.Now().Add(fr.stall)
+		}
+		_ = fr.conn.SetReadDeadline(fr.frameBy)
 		return
 	}
+	fr.frameBy = time.Time{}
 	_ = fr.conn.SetReadDeadline(fr.idle)
 }
 
@@ -139,13 +153,26 @@ type writer struct {
 	closing bool   // guarded by mu: no more appends; loop flushes and exits
 	err     error  // guarded by mu: first write error
 
+	room *sync.Cond // on mu: broadcast when pending is taken by the loop, or on close/failure
 	kick chan struct{}
 	done chan struct{}
 }
 
 func newWriter(conn net.Conn, timeout time.Duration) *writer {
-	return &writer{conn: conn, timeout: timeout, limit: 8 << 20,
+	w := &writer{conn: conn, timeout: timeout, limit: 8 << 20,
 		pending: make([]byte, 0, 4096), kick: make(chan struct{}, 1), done: make(chan struct{})}
+	w.room = sync.NewCond(&w.mu)
+	return w
+}
+
+// waitRoom blocks while more than a quarter of the limit is queued: a peer that does not read its
+// answers is not read from either (backpressure) rather than growing the queue.
+func (w *writer) waitRoom() {
+	w.mu.Lock()
+	for len(w.pending) > w.limit/4 && !w.closing && w.err == nil {
+		w.room.Wait()
+	}
+	w.mu.Unlock()
 }
 
 // errWriterClosed is returned when queuing on a closed or failed writer.
@@ -206,6 +233,7 @@ func (w *writer) fail(err error) {
 	if w.err == nil {
 		w.err = err
 	}
+	w.room.Broadcast()
 	w.mu.Unlock()
 	_ = w.conn.Close()
 }
@@ -214,6 +242,7 @@ func (w *writer) fail(err error) {
 func (w *writer) close() {
 	w.mu.Lock()
 	w.closing = true
+	w.room.Broadcast()
 	w.mu.Unlock()
 	select {
 	case w.kick <- struct{}{}:
@@ -235,6 +264,7 @@ func (w *writer) loop() {
 		out := w.pending
 		w.pending = spare[:0]
 		closing, failed := w.closing, w.err != nil
+		w.room.Broadcast()
 		w.mu.Unlock()
 		if failed {
 			return

@@ -167,8 +167,13 @@ func (s *Server) SetAccounts(accts []*Account) {
 	m := make(map[string]*Account, len(accts))
 	for _, a := range accts {
 		m[a.SystemID] = a
-		a := a
-		s.m.set.GetOrCreateGauge(fmt.Sprintf(`smppd_binds{system_id=%q}`, a.SystemID), func() float64 { return float64(a.Binds()) })
+		id := a.SystemID // looked up at scrape time: SetAccounts may replace the account
+		s.m.set.GetOrCreateGauge(fmt.Sprintf(`smppd_binds{system_id=%q}`, id), func() float64 {
+			if a := s.Account(id); a != nil {
+				return float64(a.Binds())
+			}
+			return 0
+		})
 	}
 	s.accounts.Store(&m)
 }
@@ -272,6 +277,7 @@ func (s *Server) newSession(conn net.Conn) *Session {
 		sess.remote = ap
 	}
 	sess.fr = newFrameReader(conn, uint32(s.cfg.MaxPDUSize), s.cfg.ReadTimeout)
+	sess.fr.beforeRead = sess.w.waitRoom
 	sess.log = s.log.With("session", sess.id, "remote", conn.RemoteAddr().String())
 	return sess
 }

@@ -250,6 +250,22 @@ func TestTimeouts(t *testing.T) {
 		c.send(make([]byte, 50))
 		c.expectClosed()
 	})
+	t.Run("trickled frame", func(t *testing.T) {
+		// Each byte arrives well within ReadTimeout, but the frame as a whole does not: the
+		// deadline is per frame, so a slow-loris peer cannot hold it open.
+		c := dialRaw(t, addr)
+		c.bind(pdu.Transmitter)
+		p := submitPDU(2, "4477")
+		go func() {
+			for i := range p {
+				if _, err := c.Write(p[i : i+1]); err != nil {
+					return
+				}
+				time.Sleep(40 * time.Millisecond) // pacing the peer, not synchronisation
+			}
+		}()
+		c.expectClosed()
+	})
 	t.Run("slow but complete frame", func(t *testing.T) {
 		c := dialRaw(t, addr)
 		c.bind(pdu.Transmitter)
