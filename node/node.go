@@ -249,6 +249,8 @@ func (n *Node) shutdown(ctx context.Context) error {
 	})
 	step("router", n.router.Close)
 	step("upstreams", func() {
+		ctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.Server.ShutdownTimeout))
+		defer cancel()
 		var wg sync.WaitGroup
 		for _, c := range n.clients {
 			wg.Add(1)

@@ -366,8 +366,13 @@ func (c *Client) bind(cc *clientConn) error {
 		if err != nil {
 			return fmt.Errorf("bind: read response: %w", err)
 		}
-		if h.Seq != 1 || !IsResponse(h.ID) {
+		// The one request outstanding is our bind, so its *_resp (or a generic_nack) is the
+		// answer even when an SMSC gets the sequence number wrong (some test SMSCs do).
+		if h.ID != ResponseID(req.CommandID) && h.ID != GenericNack {
 			continue // e.g. an early enquire_link; the SMSC will repeat it
+		}
+		if h.Seq != 1 {
+			c.log.Debug("bind_resp with a wrong sequence number, accepted", "seq", h.Seq)
 		}
 		if h.Status != StatusOK {
 			return fmt.Errorf("bind refused by %s: %s (%s)", c.cfg.Addr, h.Status.String(), string(bytes.TrimRight(frame[HeaderLen:], "\x00")))
@@ -430,6 +435,8 @@ func (c *Client) readLoop(cc *clientConn) error {
 func (c *Client) sendUnbind(cc *clientConn) {
 	if cc.unbindSent.CompareAndSwap(false, true) {
 		_ = cc.w.appendPDU(Unbind, StatusOK, c.nextCtl(), nil)
+		// An SMSC that never answers unbind must not hold the shutdown.
+		time.AfterFunc(c.cfg.ResponseTimeout, func() { _ = cc.conn.Close() })
 	}
 }
 
