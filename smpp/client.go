@@ -299,7 +299,12 @@ func (c *Client) session() error {
 		return fmt.Errorf("dial: %w", err)
 	}
 	if c.cfg.TLS != nil {
-		tc := tls.Client(conn, c.cfg.TLS)
+		tcfg := c.cfg.TLS
+		if tcfg.ServerName == "" && !tcfg.InsecureSkipVerify { // as tls.Dial does: verify the host dialled
+			tcfg = tcfg.Clone()
+			tcfg.ServerName, _, _ = net.SplitHostPort(c.cfg.Addr)
+		}
+		tc := tls.Client(conn, tcfg)
 		_ = tc.SetDeadline(time.Now().Add(c.cfg.DialTimeout))
 		if err := tc.Handshake(); err != nil {
 			_ = conn.Close()
