@@ -85,7 +85,7 @@ type result struct {
 
 type resultCh chan result
 
-func (w resultCh) SubmitDone(_ *smpp.Client, st smpp.Status, id []byte, err error) {
+func (w resultCh) SubmitDone(_ *smpp.Batch, st smpp.Status, id []byte, err error) {
 	w <- result{st, string(id), err}
 }
 

@@ -16,9 +16,10 @@ type Upstream interface {
 	Free() int
 	// InUse returns outstanding submits.
 	InUse() int
-	// Submit queues pdu (sequence number rewritten) or fails at once with nothing sent
-	// (smpp.ErrNotBound, smpp.ErrWindowFull, smpp.ErrRateLimited).
-	Submit(pdu []byte, w smpp.Waiter) error
+	// SubmitIn queues pdu (sequence number rewritten) or fails at once with nothing sent
+	// (smpp.ErrNotBound, smpp.ErrWindowFull, smpp.ErrRateLimited). The writer's wake-up is
+	// deferred to b, the calling goroutine's batch (nil: now).
+	SubmitIn(b *smpp.Batch, pdu []byte, w smpp.Waiter) error
 	// Limiter returns the bind's throughput limiter (nil: unlimited).
 	Limiter() *smpp.Limiter
 }
@@ -171,7 +172,7 @@ func (p *Pool) submitOn(m *Message, i int) (bool, time.Duration) {
 	}
 	m.bind = i
 	m.sentAt = time.Now()
-	switch err := p.binds[i].Submit(m.PDU, m); err {
+	switch err := p.binds[i].SubmitIn(m.batch, m.PDU, m); err {
 	case nil:
 		return true, 0
 	case smpp.ErrRateLimited:
@@ -210,6 +211,7 @@ func (p *Pool) send(m *Message) bool {
 			p.waiters.Add(-1)
 			return false
 		}
+		m.batch.Flush() // what this goroutine queued must leave before it blocks
 		if wait == 0 || wait > left {
 			wait = left
 		}

@@ -85,7 +85,8 @@ type Message struct {
 	deadline time.Time
 	arrived  time.Time
 	sentAt   time.Time
-	bind     int // index in Pool of the bind it was last sent on
+	bind     int         // index in Pool of the bind it was last sent on
+	batch    *smpp.Batch // the running goroutine's batch (see smpp.Batch), nil: none
 }
 
 // Router implements smpp.Handler: it runs the stages and forwards every submit_sm upstream with
@@ -141,6 +142,7 @@ func (r *Router) Close() {
 	for {
 		select {
 		case m := <-r.retry:
+			m.batch = nil
 			r.finish(m, smpp.StatusThrottled, nil, "shutdown")
 		default:
 			return
@@ -158,7 +160,7 @@ func (r *Router) Unbound(*smpp.Session) {}
 // Submit implements smpp.Handler.
 func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 	m := r.msgs.Get().(*Message)
-	m.Session, m.Account, m.Seq = s, s.Account(), req.Seq
+	m.Session, m.Account, m.Seq, m.batch = s, s.Account(), req.Seq, req.Batch
 	m.PDU = append(m.PDU[:0], req.PDU...)
 	_ = smpp.ParseSubmit(m.PDU[smpp.HeaderLen:], &m.Submit) // parsed once already: cannot fail
 	m.arrived = time.Now()
@@ -189,8 +191,9 @@ func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 }
 
 // SubmitDone implements smpp.Waiter: the upstream's answer (or its absence) for m.
-func (m *Message) SubmitDone(_ *smpp.Client, status smpp.Status, upstreamID []byte, err error) {
+func (m *Message) SubmitDone(b *smpp.Batch, status smpp.Status, upstreamID []byte, err error) {
 	r := m.r
+	m.batch = b
 	r.m.latency(m.Pool, time.Since(m.sentAt))
 	switch {
 	case err != nil:
@@ -233,12 +236,12 @@ func (m *Message) SubmitDone(_ *smpp.Client, status smpp.Status, upstreamID []by
 
 // finish answers the client, counts the outcome and recycles m.
 func (r *Router) finish(m *Message, status smpp.Status, id []byte, why string) {
-	m.Session.Respond(m.Seq, status, id)
+	m.Session.RespondIn(m.batch, m.Seq, status, id)
 	r.m.submit(m.Account.SystemID, m.Pool, status).Inc()
 	if why != "" && why != "upstream" && status != smpp.StatusOK {
 		r.log.Debug("submit refused", "system_id", m.Account.SystemID, "status", status.String(), "by", why)
 	}
-	m.Session, m.Account, m.Pool, m.affine = nil, nil, nil, nil
+	m.Session, m.Account, m.Pool, m.affine, m.batch = nil, nil, nil, nil, nil
 	if cap(m.PDU) > 4096 {
 		m.PDU = make([]byte, 0, 512)
 	}
@@ -253,6 +256,7 @@ func (r *Router) retryLoop() {
 		case <-r.stop:
 			return
 		case m := <-r.retry:
+			m.batch = nil
 			if !m.Pool.send(m) {
 				r.finish(m, smpp.StatusThrottled, nil, "max_wait")
 			}

@@ -70,7 +70,10 @@ func (c *ClientConfig) Validate() error {
 // block. err != nil means the outcome is unknown (ErrLinkLost, ErrResponseTimeout): the
 // SMSC may or may not have accepted the message. messageID is valid only during the call.
 type Waiter interface {
-	SubmitDone(c *Client, status Status, messageID []byte, err error)
+	//
+	// b, if not nil, belongs to the calling goroutine (the bind's read loop): answers queued
+	// with it (Session.RespondIn) leave when that loop is about to block, batched.
+	SubmitDone(b *Batch, status Status, messageID []byte, err error)
 }
 
 var (
@@ -129,6 +132,7 @@ type clientConn struct {
 	lastRead   atomic.Int64 // unix nanos of the last read
 	elSent     atomic.Int64 // unix nanos of our unanswered enquire_link, 0: none
 	unbindSent atomic.Bool
+	batch      Batch // read loop: writers to wake before the next blocking read
 }
 
 // NewClient returns a client; Start connects it.
@@ -176,7 +180,11 @@ func (c *Client) Limiter() *Limiter { return c.limiter }
 
 // Submit sends pdu (a whole submit_sm; its sequence number is replaced, nothing else changes) and
 // reports the outcome to w. A non-nil error means nothing was sent and w will not be called.
-func (c *Client) Submit(pdu []byte, w Waiter) error {
+func (c *Client) Submit(pdu []byte, w Waiter) error { return c.SubmitIn(nil, pdu, w) }
+
+// SubmitIn is Submit with the writer's wake-up deferred to b (see Batch); b must belong to the
+// calling goroutine.
+func (c *Client) SubmitIn(b *Batch, pdu []byte, w Waiter) error {
 	if len(pdu) < HeaderLen {
 		return fmt.Errorf("submit: %d-byte PDU, shorter than a header", len(pdu))
 	}
@@ -196,7 +204,7 @@ func (c *Client) Submit(pdu []byte, w Waiter) error {
 	s := &c.slots[i]
 	s.gen++
 	seq := uint32(s.gen&0x7FFF)<<16 | uint32(i+1)
-	if err := cc.w.appendRaw(pdu, seq); err != nil {
+	if err := cc.w.appendRaw(pdu, seq, b); err != nil {
 		return ErrNotBound
 	}
 	c.free = c.free[:len(c.free)-1]
@@ -243,7 +251,7 @@ func (c *Client) failWhere(pred func(*slot) bool, err error) {
 	c.mu.Unlock()
 	for _, f := range out {
 		c.InDoubt.Add(1)
-		f.w.SubmitDone(c, StatusSysErr, nil, f.err)
+		f.w.SubmitDone(nil, StatusSysErr, nil, f.err)
 	}
 	if len(out) > 0 {
 		c.log.Warn("submits in doubt: upstream outcome unknown, not resent", "count", len(out), "reason", err.Error())
@@ -322,6 +330,7 @@ func (c *Client) session() error {
 	cc.fr.idle = time.Time{} // the watchdog handles idleness; reads only time out mid-PDU
 	cc.lastRead.Store(time.Now().UnixNano())
 	cc.fr.onRead = func() { cc.lastRead.Store(time.Now().UnixNano()) }
+	cc.fr.beforeRead = cc.batch.Flush
 	c.mu.Lock()
 	c.conn = cc
 	c.mu.Unlock()
@@ -394,6 +403,7 @@ func (c *Client) nextCtl() uint32 {
 }
 
 func (c *Client) readLoop(cc *clientConn) error {
+	defer cc.batch.Flush()
 	for {
 		if c.closing.Load() && c.used.Load() == 0 {
 			c.sendUnbind(cc) // drained: the SMSC answers unbind_resp and we close
@@ -410,7 +420,7 @@ func (c *Client) readLoop(cc *clientConn) error {
 		case SubmitSMResp, GenericNack:
 			if w := c.take(h.Seq); w != nil {
 				id, _, _ := cstring(frame[HeaderLen:], 65)
-				w.SubmitDone(c, h.Status, id, nil)
+				w.SubmitDone(&cc.batch, h.Status, id, nil)
 				c.notifyFree()
 			}
 		case EnquireLink:

@@ -69,7 +69,7 @@ type outcome struct {
 // waiter collects outcomes; its buffer must hold every outcome a test expects.
 type waiter chan outcome
 
-func (w waiter) SubmitDone(_ *smpp.Client, st smpp.Status, id []byte, err error) {
+func (w waiter) SubmitDone(_ *smpp.Batch, st smpp.Status, id []byte, err error) {
 	w <- outcome{st, string(id), err}
 }
 

@@ -186,22 +186,22 @@ func (w *writer) appendPDU(id CommandID, status Status, seq uint32, body []byte)
 		return errWriterClosed
 	}
 	w.pending = AppendPDU(w.pending, id, status, seq, body)
-	return w.unlockKick()
+	return w.unlockQueue(nil)
 }
 
 // appendResp queues a response whose body is a single C-octet string (or empty on error).
-func (w *writer) appendResp(id CommandID, status Status, seq uint32, cstr []byte) error {
+func (w *writer) appendResp(id CommandID, status Status, seq uint32, cstr []byte, b *Batch) error {
 	w.mu.Lock()
 	if w.closing || w.err != nil {
 		w.mu.Unlock()
 		return errWriterClosed
 	}
 	w.pending = AppendSubmitSMResp(w.pending, id, status, seq, cstr)
-	return w.unlockKick()
+	return w.unlockQueue(b)
 }
 
 // appendRaw queues pre-encoded bytes with the sequence number at offset 12 replaced by seq.
-func (w *writer) appendRaw(pdu []byte, seq uint32) error {
+func (w *writer) appendRaw(pdu []byte, seq uint32, b *Batch) error {
 	w.mu.Lock()
 	if w.closing || w.err != nil {
 		w.mu.Unlock()
@@ -211,21 +211,63 @@ func (w *writer) appendRaw(pdu []byte, seq uint32) error {
 	w.pending = append(w.pending, pdu...)
 	p := w.pending[n+12:]
 	p[0], p[1], p[2], p[3] = byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq)
-	return w.unlockKick()
+	return w.unlockQueue(b)
 }
 
-func (w *writer) unlockKick() error {
+// unlockQueue releases mu after an append and wakes the write loop now, or, with a batch, when
+// the batch's owner is about to block.
+func (w *writer) unlockQueue(b *Batch) error {
 	over := len(w.pending) > w.limit
 	w.mu.Unlock()
 	if over {
 		w.fail(errors.New("peer is not reading: output buffer full"))
 		return errWriterClosed
 	}
+	if b != nil {
+		b.add(w)
+		return nil
+	}
+	w.wake()
+	return nil
+}
+
+func (w *writer) wake() {
 	select {
 	case w.kick <- struct{}{}:
 	default:
 	}
-	return nil
+}
+
+// Batch defers the wake-up of writers until the goroutine that owns the batch (a connection's
+// read loop) has processed everything one read brought and is about to block: PDUs queued
+// meanwhile, for any connection, then leave in one write syscall per connection instead of one
+// wake-up and write each. A Batch belongs to one goroutine; nil means "wake now".
+type Batch struct {
+	ws []*writer
+}
+
+func (b *Batch) add(w *writer) {
+	for _, x := range b.ws {
+		if x == w {
+			return
+		}
+	}
+	if len(b.ws) == cap(b.ws) && len(b.ws) >= 64 {
+		b.Flush()
+	}
+	b.ws = append(b.ws, w)
+}
+
+// Flush wakes every writer queued to since the last flush. The owner calls it before blocking.
+func (b *Batch) Flush() {
+	if b == nil {
+		return
+	}
+	for i, w := range b.ws {
+		w.wake()
+		b.ws[i] = nil
+	}
+	b.ws = b.ws[:0]
 }
 
 func (w *writer) fail(err error) {

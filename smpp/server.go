@@ -99,6 +99,9 @@ func (a *Account) allowed(ip netip.Addr) bool {
 
 // Request is one submit_sm handed to the Handler. It is valid only during Handler.Submit.
 type Request struct {
+	// Batch defers wake-ups of the writers the handler queues to (see Batch); it belongs to the
+	// session's read loop: use it only within Submit, on that goroutine.
+	Batch    *Batch
 	Seq      uint32
 	PDU      []byte // the whole PDU as received, header included
 	Submit   Submit // parsed view of PDU's body
@@ -277,7 +280,10 @@ func (s *Server) newSession(conn net.Conn) *Session {
 		sess.remote = ap
 	}
 	sess.fr = newFrameReader(conn, uint32(s.cfg.MaxPDUSize), s.cfg.ReadTimeout)
-	sess.fr.beforeRead = sess.w.waitRoom
+	sess.fr.beforeRead = func() {
+		sess.batch.Flush()
+		sess.w.waitRoom()
+	}
 	sess.log = s.log.With("session", sess.id, "remote", conn.RemoteAddr().String())
 	return sess
 }
@@ -337,6 +343,7 @@ type Session struct {
 	w      *writer
 	fr     *frameReader
 	sub    Request // reused per submit by the read loop
+	batch  Batch   // read loop: writers to wake before the next blocking read
 
 	bind    atomic.Int32 // BindType
 	account *Account     // set once at bind, before Bound
@@ -371,6 +378,12 @@ func (s *Session) Closed() <-chan struct{} { return s.closed }
 // Respond answers the submit_sm with sequence number seq. It returns false if that request was
 // already answered (or the session is gone), so a request is never answered twice.
 func (s *Session) Respond(seq uint32, status Status, messageID []byte) bool {
+	return s.RespondIn(nil, seq, status, messageID)
+}
+
+// RespondIn is Respond with the wake-up of the session's writer deferred to b (see Batch);
+// b must belong to the calling goroutine.
+func (s *Session) RespondIn(b *Batch, seq uint32, status Status, messageID []byte) bool {
 	s.mu.Lock()
 	if _, ok := s.inflight[seq]; !ok {
 		s.mu.Unlock()
@@ -385,7 +398,7 @@ func (s *Session) Respond(seq uint32, status Status, messageID []byte) bool {
 		default:
 		}
 	}
-	return s.w.appendResp(SubmitSMResp, status, seq, messageID) == nil
+	return s.w.appendResp(SubmitSMResp, status, seq, messageID, b) == nil
 }
 
 // Inflight returns the number of unanswered submits.
@@ -474,6 +487,7 @@ func (s *Session) closeReason() CloseReason {
 func (s *Session) run() {
 	srv := s.srv
 	defer func() {
+		s.batch.Flush()
 		if s.BindType() != Unbound {
 			s.account.binds.Add(-1)
 			srv.handler.Unbound(s)
@@ -643,38 +657,38 @@ func (s *Session) bindFail(respID CommandID, seq uint32, st Status, why string) 
 
 func (s *Session) submit(h Header, frame []byte) {
 	if !s.BindType().CanSubmit() {
-		_ = s.w.appendResp(SubmitSMResp, StatusInvBindStatus, h.Seq, nil)
+		_ = s.w.appendResp(SubmitSMResp, StatusInvBindStatus, h.Seq, nil, &s.batch)
 		return
 	}
 	r := &s.sub
-	r.Seq, r.PDU = h.Seq, frame
+	r.Batch, r.Seq, r.PDU = &s.batch, h.Seq, frame
 	if err := ParseSubmit(frame[HeaderLen:], &r.Submit); err != nil {
 		var be *BodyError
 		errors.As(err, &be)
 		s.log.Debug("submit_sm rejected", "err", err)
-		_ = s.w.appendResp(SubmitSMResp, be.Status, h.Seq, nil)
+		_ = s.w.appendResp(SubmitSMResp, be.Status, h.Seq, nil, &s.batch)
 		return
 	}
 	if s.srv.draining.Load() {
-		_ = s.w.appendResp(SubmitSMResp, StatusThrottled, h.Seq, nil)
+		_ = s.w.appendResp(SubmitSMResp, StatusThrottled, h.Seq, nil, &s.batch)
 		return
 	}
 	r.Segments = r.Submit.Segments()
 	s.mu.Lock()
 	if len(s.inflight) >= s.account.Window {
 		s.mu.Unlock()
-		_ = s.w.appendResp(SubmitSMResp, StatusThrottled, h.Seq, nil)
+		_ = s.w.appendResp(SubmitSMResp, StatusThrottled, h.Seq, nil, &s.batch)
 		return
 	}
 	if _, dup := s.inflight[h.Seq]; dup {
 		s.mu.Unlock()
 		// A sequence number still in flight: answering would be ambiguous; refuse the new one.
-		_ = s.w.appendResp(SubmitSMResp, StatusSysErr, h.Seq, nil)
+		_ = s.w.appendResp(SubmitSMResp, StatusSysErr, h.Seq, nil, &s.batch)
 		return
 	}
 	if !s.account.Limiter.Allow(r.Segments) {
 		s.mu.Unlock()
-		_ = s.w.appendResp(SubmitSMResp, StatusThrottled, h.Seq, nil)
+		_ = s.w.appendResp(SubmitSMResp, StatusThrottled, h.Seq, nil, &s.batch)
 		return
 	}
 	s.inflight[h.Seq] = struct{}{}

@@ -430,7 +430,7 @@ type outcome struct {
 	err    error
 }
 
-func (w chanWaiter) SubmitDone(_ *Client, st Status, id []byte, err error) {
+func (w chanWaiter) SubmitDone(_ *Batch, st Status, id []byte, err error) {
 	w <- outcome{st, string(id), err}
 }
 

@@ -87,7 +87,7 @@ type result struct {
 
 type waiter chan result
 
-func (w waiter) SubmitDone(_ *smpp.Client, st smpp.Status, id []byte, err error) {
+func (w waiter) SubmitDone(_ *smpp.Batch, st smpp.Status, id []byte, err error) {
 	w <- result{st, string(id), err}
 }
 

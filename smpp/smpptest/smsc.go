@@ -338,17 +338,17 @@ func (h handler) Submit(sess *smpp.Session, r *smpp.Request) {
 		}
 		if f.Delay > 0 {
 			seq := r.Seq
-			s.sched.after(f.Delay, func() { s.answer(sess, seq, st, nil, rc) })
+			s.sched.after(f.Delay, func() { s.answer(nil, sess, seq, st, nil, rc) })
 			return
 		}
 	}
-	s.answer(sess, r.Seq, st, sess.Value.(*simSession).idBuf[:0], rc)
+	s.answer(r.Batch, sess, r.Seq, st, sess.Value.(*simSession).idBuf[:0], rc)
 }
 
 // answer responds to seq; on ESME_ROK it allocates the id into buf and schedules the receipt.
-func (s *SMSC) answer(sess *smpp.Session, seq uint32, st smpp.Status, buf []byte, rc *receipt) {
+func (s *SMSC) answer(b *smpp.Batch, sess *smpp.Session, seq uint32, st smpp.Status, buf []byte, rc *receipt) {
 	if st != smpp.StatusOK {
-		sess.Respond(seq, st, nil)
+		sess.RespondIn(b, seq, st, nil)
 		return
 	}
 	n := s.ids.Add(1)
@@ -359,7 +359,7 @@ func (s *SMSC) answer(sess *smpp.Session, seq uint32, st smpp.Status, buf []byte
 		id = strconv.AppendUint(buf, n, 10)
 	}
 	s.accepted.Add(1) // before the answer leaves, so Accepted() already counts it when the peer sees it
-	if !sess.Respond(seq, smpp.StatusOK, id) {
+	if !sess.RespondIn(b, seq, smpp.StatusOK, id) {
 		s.accepted.Add(^uint64(0)) // the session is gone
 		return
 	}

@@ -49,7 +49,7 @@ type outcome struct {
 
 type waiter chan outcome
 
-func (w waiter) SubmitDone(_ *smpp.Client, st smpp.Status, id []byte, err error) {
+func (w waiter) SubmitDone(_ *smpp.Batch, st smpp.Status, id []byte, err error) {
 	w <- outcome{st, string(id), err}
 }
 
