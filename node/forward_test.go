@@ -261,7 +261,9 @@ func TestFailover(t *testing.T) {
 // bind, in order, while single messages spread over the binds.
 func TestConcatSameBindInOrder(t *testing.T) {
 	sim := startSim(t, smpptest.Config{Record: true})
-	n := startNode(t, sim, func(c *config.Config) { c.Upstreams[0].Binds = 4 })
+	// Upstream windows of 8: the policy stays on a bind only within a quarter of its window of the
+	// idlest, so 16 submits in flight must spread.
+	n := startNode(t, sim, func(c *config.Config) { c.Upstreams[0].Binds, c.Upstreams[0].Window = 4, 8 })
 	waitFor(t, "4 binds", 5*time.Second, func() bool { return sim.Binds() == 4 })
 	var wg sync.WaitGroup
 	const msgs, parts = 20, 4

@@ -12,11 +12,17 @@ type IDMap interface {
 	Get(id uint64) (upstream string, upstreamID string, ok bool)
 }
 
-const idMapShards = 16
+const (
+	idMapShards = 16
+	// ttlCheckEvery is how many puts a shard takes between clock reads for its TTL.
+	ttlCheckEvery = 1024
+)
 
 // MemIDMap is a bounded in-memory IDMap: two generations per shard, the older dropped when the
-// newer is TTL old or holds its share of the limit. An entry lives at least min(TTL, time to fill
-// half the limit). Durable mappings (surviving restarts) are the receipts store's job.
+// newer is TTL old or holds its share of the limit, so an entry lives at least min(TTL, the
+// time to fill half the limit). Each generation is a map from id to an offset in a byte arena
+// holding (upstream index, length, id): no allocation per entry and compact for the cache.
+// Durable mappings that survive restarts are the receipts store's job.
 type MemIDMap struct {
 	ttl    time.Duration
 	perGen int
@@ -25,39 +31,50 @@ type MemIDMap struct {
 
 type idShard struct {
 	mu        sync.Mutex
-	cur, prev map[uint64]idEntry // guarded by mu
-	born      time.Time          // guarded by mu: when cur was started
-	ups       []string           // guarded by mu: upstream names by index (few)
+	cur, prev idGen    // guarded by mu
+	born      int64    // guarded by mu: unix nanos when cur was started
+	puts      int      // guarded by mu: puts since the last TTL check
+	ups       []string // guarded by mu: upstream names by index (few)
+	_         [64]byte // keep shards on separate cache lines
 }
 
-type idEntry struct {
-	up uint8
-	n  uint8
-	id [64]byte
+type idGen struct {
+	idx   map[uint64]uint32
+	arena []byte
+}
+
+func newIDGen(n int) idGen {
+	return idGen{idx: make(map[uint64]uint32, n), arena: make([]byte, 0, n*12)}
 }
 
 // NewMemIDMap returns a map holding up to maxEntries mappings for at least ttl (or until full).
 func NewMemIDMap(ttl time.Duration, maxEntries int) *MemIDMap {
 	m := &MemIDMap{ttl: ttl, perGen: max(maxEntries/idMapShards/2, 1)}
+	now := time.Now().UnixNano()
 	for i := range m.shards {
-		m.shards[i].cur = make(map[uint64]idEntry)
-		m.shards[i].born = time.Now()
+		m.shards[i].cur = newIDGen(0)
+		m.shards[i].born = now
 	}
 	return m
 }
 
-// Put implements IDMap. Upstream ids longer than 64 octets are truncated (SMPP allows 65 with
-// the NUL, so none are).
+// Put implements IDMap. Upstream ids longer than 255 octets are truncated (SMPP allows 64).
 func (m *MemIDMap) Put(id uint64, upstream string, upstreamID []byte) {
 	s := &m.shards[id%idMapShards]
-	var e idEntry
-	e.n = uint8(copy(e.id[:], upstreamID))
-	s.mu.Lock()
-	e.up = s.upIndex(upstream)
-	if len(s.cur) >= m.perGen || time.Since(s.born) > m.ttl {
-		s.prev, s.cur, s.born = s.cur, make(map[uint64]idEntry, len(s.cur)), time.Now()
+	if len(upstreamID) > 255 {
+		upstreamID = upstreamID[:255]
 	}
-	s.cur[id] = e
+	s.mu.Lock()
+	if s.puts++; s.puts >= ttlCheckEvery || len(s.cur.idx) >= m.perGen {
+		s.puts = 0
+		now := time.Now().UnixNano()
+		if len(s.cur.idx) >= m.perGen || time.Duration(now-s.born) > m.ttl {
+			s.prev, s.cur, s.born = s.cur, newIDGen(min(len(s.cur.idx), m.perGen)), now
+		}
+	}
+	up := s.upIndex(upstream)
+	s.cur.idx[id] = uint32(len(s.cur.arena))
+	s.cur.arena = append(append(s.cur.arena, up, byte(len(upstreamID))), upstreamID...)
 	s.mu.Unlock()
 }
 
@@ -76,14 +93,13 @@ func (m *MemIDMap) Get(id uint64) (string, string, bool) {
 	s := &m.shards[id%idMapShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.cur[id]
-	if !ok {
-		e, ok = s.prev[id]
+	for _, g := range [...]*idGen{&s.cur, &s.prev} {
+		if off, ok := g.idx[id]; ok {
+			e := g.arena[off:]
+			return s.ups[e[0]], string(e[2 : 2+int(e[1])]), true
+		}
 	}
-	if !ok {
-		return "", "", false
-	}
-	return s.ups[e.up], string(e.id[:e.n]), true
+	return "", "", false
 }
 
 // Len returns the number of mappings held.
@@ -92,7 +108,7 @@ func (m *MemIDMap) Len() int {
 	for i := range m.shards {
 		s := &m.shards[i]
 		s.mu.Lock()
-		n += len(s.cur) + len(s.prev)
+		n += len(s.cur.idx) + len(s.prev.idx)
 		s.mu.Unlock()
 	}
 	return n

@@ -30,23 +30,34 @@ type Policy interface {
 	Pick(binds []Upstream, skip uint64) int
 }
 
-// MostFree picks the bind with the most free window (the idlest channel), rotating among ties.
-type MostFree struct{ next atomic.Uint32 }
+// MostFree picks the bind with the most free window (the idlest channel). It stays on the bind
+// it picked last while that one's free window is within a slack of the best (a quarter of its
+// window, at most 32): back-to-back submits then share one upstream write instead of being dealt
+// out one per bind, and no bind drifts more than the slack from the most idle.
+type MostFree struct{ last atomic.Int32 }
 
 // Pick implements Policy.
 func (p *MostFree) Pick(binds []Upstream, skip uint64) int {
-	n := len(binds)
-	start := int(p.next.Add(1)) % n
 	best, bestFree := -1, 0
-	for k := 0; k < n; k++ {
-		i := (start + k) % n
+	for i, b := range binds {
 		if skip&(1<<i) != 0 {
 			continue
 		}
-		if f := binds[i].Free(); f > bestFree {
+		if f := b.Free(); f > bestFree {
 			best, bestFree = i, f
 		}
 	}
+	if best < 0 {
+		return -1
+	}
+	if l := int(p.last.Load()); l != best && l < len(binds) && skip&(1<<l) == 0 {
+		f := binds[l].Free()
+		slack := min((f+binds[l].InUse())/4, 32)
+		if f > 0 && f >= bestFree-slack {
+			return l
+		}
+	}
+	p.last.Store(int32(best))
 	return best
 }
 
@@ -59,6 +70,7 @@ type Pool struct {
 	// coolUntil[i] is a unix-nano time before which bind i is skipped: it just answered
 	// ESME_RTHROTTLED/ESME_RMSGQFUL.
 	coolUntil []atomic.Int64
+	coolMax   atomic.Int64 // the latest coolUntil: nothing is cooling after it
 
 	waiters atomic.Int32
 	mu      sync.Mutex
@@ -116,7 +128,13 @@ func (p *Pool) Notify() {
 }
 
 // cool marks bind i as throttled for d.
-func (p *Pool) cool(i int, d time.Duration) { p.coolUntil[i].Store(time.Now().Add(d).UnixNano()) }
+func (p *Pool) cool(i int, now time.Time, d time.Duration) {
+	t := now.Add(d).UnixNano()
+	p.coolUntil[i].Store(t)
+	if t > p.coolMax.Load() {
+		p.coolMax.Store(t) // racy max is fine: it only decides whether to look at coolUntil
+	}
+}
 
 // trySend submits m on the best bind now, or on its bind for a later segment of a concatenated
 // message. It returns false (nothing sent) if no bind can take it now, with how long to wait
@@ -128,10 +146,10 @@ func (p *Pool) trySend(m *Message) (bool, time.Duration) {
 			return p.submitOn(m, i) // segments stay on their bind, in order: wait for it if busy
 		}
 	}
-	now := time.Now().UnixNano()
+	now := m.now
 	var skip uint64
 	var retryIn time.Duration // the soonest a skipped bind may be tried again
-	for i := range p.binds {
+	for i := 0; i < len(p.binds) && p.coolMax.Load() > now; i++ { // skipped when nothing cools
 		if c := p.coolUntil[i].Load(); c > now {
 			skip |= 1 << i
 			if d := time.Duration(c - now); retryIn == 0 || d < retryIn {
@@ -167,11 +185,10 @@ func (p *Pool) up(i int) bool {
 }
 
 func (p *Pool) submitOn(m *Message, i int) (bool, time.Duration) {
-	if p.coolUntil[i].Load() > time.Now().UnixNano() {
-		return false, time.Duration(p.coolUntil[i].Load() - time.Now().UnixNano())
+	if c := p.coolUntil[i].Load(); c > m.now {
+		return false, time.Duration(c - m.now)
 	}
 	m.bind = i
-	m.sentAt = time.Now()
 	switch err := p.binds[i].SubmitIn(m.batch, m.PDU, m); err {
 	case nil:
 		return true, 0
@@ -225,6 +242,7 @@ func (p *Pool) send(m *Message) bool {
 		case <-timer.C:
 		}
 		p.waiters.Add(-1)
+		m.now = time.Now().UnixNano()
 	}
 }
 

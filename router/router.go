@@ -84,7 +84,8 @@ type Message struct {
 	affine   *affine
 	deadline time.Time
 	arrived  time.Time
-	sentAt   time.Time
+	sentAt   time.Time // when it was (last) handed to a bind, for the latency histogram
+	now      int64     // unix nanos, the caller's clock reading: no clock read per step
 	bind     int         // index in Pool of the bind it was last sent on
 	batch    *smpp.Batch // the running goroutine's batch (see smpp.Batch), nil: none
 }
@@ -162,8 +163,10 @@ func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 	m := r.msgs.Get().(*Message)
 	m.Session, m.Account, m.Seq, m.batch = s, s.Account(), req.Seq, req.Batch
 	m.PDU = append(m.PDU[:0], req.PDU...)
-	_ = smpp.ParseSubmit(m.PDU[smpp.HeaderLen:], &m.Submit) // parsed once already: cannot fail
+	m.Submit = req.Submit
+	m.Submit.Rebase(req.PDU, m.PDU)
 	m.arrived = time.Now()
+	m.now, m.sentAt = m.arrived.UnixNano(), m.arrived
 	m.deadline = m.arrived.Add(r.cfg.MaxWait)
 	m.Pool, m.affine, m.bind = nil, nil, -1
 	if rt, ok := m.Account.Value.(*Route); ok {
@@ -203,8 +206,10 @@ func (m *Message) SubmitDone(b *smpp.Batch, status smpp.Status, upstreamID []byt
 		r.finish(m, r.cfg.InDoubtStatus, nil, "in_doubt")
 	case status == smpp.StatusThrottled || status == smpp.StatusMsgQFull:
 		r.m.retry(m.Pool, status).Inc()
-		m.Pool.cool(m.bind, r.cfg.ThrottleBackoff)
-		if time.Now().After(m.deadline) {
+		now := time.Now()
+		m.now, m.sentAt = now.UnixNano(), now
+		m.Pool.cool(m.bind, now, r.cfg.ThrottleBackoff)
+		if now.After(m.deadline) {
 			r.finish(m, smpp.StatusThrottled, nil, "max_wait")
 			return
 		}
@@ -257,6 +262,8 @@ func (r *Router) retryLoop() {
 			return
 		case m := <-r.retry:
 			m.batch = nil
+			now := time.Now()
+			m.now, m.sentAt = now.UnixNano(), now
 			if !m.Pool.send(m) {
 				r.finish(m, smpp.StatusThrottled, nil, "max_wait")
 			}

@@ -91,7 +91,7 @@ var (
 
 type slot struct {
 	w        Waiter
-	deadline time.Time
+	issued   uint64 // Client.ticks when sent: the watchdog's clock, so no clock read per submit
 	gen      uint16
 }
 
@@ -107,6 +107,7 @@ type Client struct {
 	limiter *Limiter
 
 	used  atomic.Int32 // slots in use
+	ticks atomic.Uint64 // watchdog ticks, the clock of response deadlines
 	bound atomic.Bool
 
 	mu    sync.Mutex
@@ -208,7 +209,7 @@ func (c *Client) SubmitIn(b *Batch, pdu []byte, w Waiter) error {
 		return ErrNotBound
 	}
 	c.free = c.free[:len(c.free)-1]
-	s.w, s.deadline = w, time.Now().Add(c.cfg.ResponseTimeout)
+	s.w, s.issued = w, c.ticks.Load()
 	c.used.Add(1)
 	return nil
 }
@@ -458,16 +459,20 @@ func (c *Client) sendUnbind(cc *clientConn) {
 // watchdog fails submits past their response deadline (in doubt), sends enquire_link on an idle
 // link and closes a link whose enquire_link goes unanswered. It ends when the connection does.
 func (c *Client) watchdog(cc *clientConn, stop <-chan struct{}) {
-	tick := min(c.cfg.ResponseTimeout, c.cfg.EnquireLinkInterval) / 4
-	t := time.NewTicker(max(tick, 10*time.Millisecond))
+	tick := max(min(c.cfg.ResponseTimeout, c.cfg.EnquireLinkInterval)/4, 10*time.Millisecond)
+	// A submit times out once more than ResponseTimeout worth of ticks have passed since it was
+	// sent: at most one tick late.
+	limit := uint64((c.cfg.ResponseTimeout + tick - 1) / tick)
+	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
 		select {
 		case <-stop:
 			return
 		case now := <-t.C:
+			n := c.ticks.Add(1)
 			if c.used.Load() > 0 {
-				c.failWhere(func(s *slot) bool { return now.After(s.deadline) }, ErrResponseTimeout)
+				c.failWhere(func(s *slot) bool { return n-s.issued > limit }, ErrResponseTimeout)
 			}
 			last := time.Unix(0, cc.lastRead.Load())
 			switch sent := cc.elSent.Load(); {

@@ -361,3 +361,14 @@ func AppendTLV(dst []byte, tag uint16, value []byte) []byte {
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(value)))
 	return append(dst, value...)
 }
+
+// Rebase points s's slices, parsed from from, at the same offsets in to: a copy of from (to must
+// be at least as long). It saves parsing a copied PDU again.
+func (s *Submit) Rebase(from, to []byte) {
+	for _, f := range [...]*[]byte{&s.ServiceType, &s.SrcAddr, &s.DstAddr, &s.ScheduleTime, &s.ValidityPeriod, &s.ShortMessage, &s.TLVs} {
+		if *f != nil {
+			off := cap(from) - cap(*f)
+			*f = to[off : off+len(*f) : off+len(*f)]
+		}
+	}
+}

@@ -183,3 +183,25 @@ func TestAppendSubmitSMResp(t *testing.T) {
 		t.Fatal("IsResponse/ResponseID disagree with the command ids")
 	}
 }
+
+func TestSubmitRebase(t *testing.T) {
+	in := Submit{ServiceType: []byte("CMT"), SrcAddr: []byte("Bank"), DstAddr: []byte("4915112345678"),
+		ValidityPeriod: []byte("000001000000000R"), ShortMessage: []byte("hello"), TLVs: AppendTLV(nil, 0x0204, []byte{0, 1})}
+	pdu := AppendSubmitPDU(nil, SubmitSM, 1, &in)
+	var s Submit
+	if err := ParseSubmit(pdu[HeaderLen:], &s); err != nil {
+		t.Fatal(err)
+	}
+	cp := append([]byte(nil), pdu...)
+	s.Rebase(pdu, cp)
+	for i := range pdu {
+		pdu[i] = 0xEE // the original is gone: the view must now read the copy
+	}
+	if string(s.DstAddr) != "4915112345678" || string(s.ShortMessage) != "hello" || string(s.SrcAddr) != "Bank" ||
+		string(s.ServiceType) != "CMT" || string(s.ValidityPeriod) != "000001000000000R" || len(s.ScheduleTime) != 0 {
+		t.Fatalf("rebased view reads %q %q %q", s.DstAddr, s.ShortMessage, s.SrcAddr)
+	}
+	if v, ok := FindTLV(s.TLVs, 0x0204); !ok || v[1] != 1 {
+		t.Fatalf("TLVs after rebase: %x", s.TLVs)
+	}
+}

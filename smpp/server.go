@@ -280,10 +280,7 @@ func (s *Server) newSession(conn net.Conn) *Session {
 		sess.remote = ap
 	}
 	sess.fr = newFrameReader(conn, uint32(s.cfg.MaxPDUSize), s.cfg.ReadTimeout)
-	sess.fr.beforeRead = func() {
-		sess.batch.Flush()
-		sess.w.waitRoom()
-	}
+	sess.fr.beforeRead = sess.beforeRead
 	sess.log = s.log.With("session", sess.id, "remote", conn.RemoteAddr().String())
 	return sess
 }
@@ -348,7 +345,8 @@ type Session struct {
 	bind    atomic.Int32 // BindType
 	account *Account     // set once at bind, before Bound
 	outSeq  atomic.Uint32
-	elOut   bool // read loop: an enquire_link of ours is unanswered
+	elOut   bool      // read loop: an enquire_link of ours is unanswered
+	bindBy  time.Time // read loop: the bind deadline
 
 	// Value is the handler's per-session data; set in Bound, read-only after.
 	Value any
@@ -435,6 +433,21 @@ func (s *Session) abandonInflight(status Status) {
 	}
 }
 
+// beforeRead runs on the read loop before each blocking read: queued output leaves, a peer that
+// does not read its answers is not read from, and the idle deadline is set for this read.
+func (s *Session) beforeRead() {
+	s.batch.Flush()
+	s.w.waitRoom()
+	switch {
+	case s.BindType() == Unbound:
+		s.fr.idle = s.bindBy
+	case s.elOut:
+		s.fr.idle = time.Now().Add(s.srv.cfg.ResponseTimeout)
+	default:
+		s.fr.idle = time.Now().Add(s.srv.cfg.EnquireLinkInterval)
+	}
+}
+
 func (s *Session) nextSeq() uint32 {
 	for {
 		if v := s.outSeq.Add(1) & 0x7FFFFFFF; v != 0 {
@@ -505,15 +518,8 @@ func (s *Session) run() {
 		s.log.Info("session closed", "reason", s.closeReason().String(), "unanswered", pending)
 		close(s.closed)
 	}()
-	bindDeadline := time.Now().Add(srv.cfg.BindTimeout)
+	s.bindBy = time.Now().Add(srv.cfg.BindTimeout)
 	for {
-		if s.BindType() == Unbound {
-			s.fr.idle = bindDeadline
-		} else if s.elOut {
-			s.fr.idle = time.Now().Add(srv.cfg.ResponseTimeout)
-		} else {
-			s.fr.idle = time.Now().Add(srv.cfg.EnquireLinkInterval)
-		}
 		frame, h, err := s.fr.next()
 		if err != nil {
 			s.readError(h, err)
