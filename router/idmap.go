@@ -20,9 +20,10 @@ const (
 
 // MemIDMap is a bounded in-memory IDMap: two generations per shard, the older dropped when the
 // newer is TTL old or holds its share of the limit, so an entry lives at least min(TTL, the
-// time to fill half the limit). Each generation is a map from id to an offset in a byte arena
-// holding (upstream index, length, id): no allocation per entry and compact for the cache.
-// Durable mappings that survive restarts are the receipts store's job.
+// time to fill half the limit). A generation is an append-only log: ids, offsets, and a byte
+// arena of (upstream index, length, id), so Put is three appends, with no hashing and no
+// allocation per entry. Get, for the admin API, scans backwards: newest first, microseconds per
+// shard. Durable mappings that survive restarts are the receipts store's job.
 type MemIDMap struct {
 	ttl    time.Duration
 	perGen int
@@ -39,12 +40,13 @@ type idShard struct {
 }
 
 type idGen struct {
-	idx   map[uint64]uint32
+	ids   []uint64
+	offs  []uint32
 	arena []byte
 }
 
 func newIDGen(n int) idGen {
-	return idGen{idx: make(map[uint64]uint32, n), arena: make([]byte, 0, n*12)}
+	return idGen{ids: make([]uint64, 0, n), offs: make([]uint32, 0, n), arena: make([]byte, 0, n*12)}
 }
 
 // NewMemIDMap returns a map holding up to maxEntries mappings for at least ttl (or until full).
@@ -65,15 +67,16 @@ func (m *MemIDMap) Put(id uint64, upstream string, upstreamID []byte) {
 		upstreamID = upstreamID[:255]
 	}
 	s.mu.Lock()
-	if s.puts++; s.puts >= ttlCheckEvery || len(s.cur.idx) >= m.perGen {
+	if s.puts++; s.puts >= ttlCheckEvery || len(s.cur.ids) >= m.perGen {
 		s.puts = 0
 		now := time.Now().UnixNano()
-		if len(s.cur.idx) >= m.perGen || time.Duration(now-s.born) > m.ttl {
-			s.prev, s.cur, s.born = s.cur, newIDGen(min(len(s.cur.idx), m.perGen)), now
+		if len(s.cur.ids) >= m.perGen || time.Duration(now-s.born) > m.ttl {
+			s.prev, s.cur, s.born = s.cur, newIDGen(min(len(s.cur.ids), m.perGen)), now
 		}
 	}
 	up := s.upIndex(upstream)
-	s.cur.idx[id] = uint32(len(s.cur.arena))
+	s.cur.ids = append(s.cur.ids, id)
+	s.cur.offs = append(s.cur.offs, uint32(len(s.cur.arena)))
 	s.cur.arena = append(append(s.cur.arena, up, byte(len(upstreamID))), upstreamID...)
 	s.mu.Unlock()
 }
@@ -94,9 +97,11 @@ func (m *MemIDMap) Get(id uint64) (string, string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, g := range [...]*idGen{&s.cur, &s.prev} {
-		if off, ok := g.idx[id]; ok {
-			e := g.arena[off:]
-			return s.ups[e[0]], string(e[2 : 2+int(e[1])]), true
+		for i := len(g.ids) - 1; i >= 0; i-- {
+			if g.ids[i] == id {
+				e := g.arena[g.offs[i]:]
+				return s.ups[e[0]], string(e[2 : 2+int(e[1])]), true
+			}
 		}
 	}
 	return "", "", false
@@ -108,7 +113,7 @@ func (m *MemIDMap) Len() int {
 	for i := range m.shards {
 		s := &m.shards[i]
 		s.mu.Lock()
-		n += len(s.cur.idx) + len(s.prev.idx)
+		n += len(s.cur.ids) + len(s.prev.ids)
 		s.mu.Unlock()
 	}
 	return n

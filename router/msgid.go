@@ -106,11 +106,15 @@ func (g *IDGen) renew(ms uint64) error {
 }
 
 // Next returns a fresh id.
-func (g *IDGen) Next() (uint64, error) {
+func (g *IDGen) Next() (uint64, error) { return g.NextAt(time.Now().UnixNano()) }
+
+// NextAt returns a fresh id for a caller that has just read the clock (unix nanos).
+func (g *IDGen) NextAt(unixNano int64) (uint64, error) {
+	now := uint64((unixNano - idEpoch.UnixNano()) / int64(time.Millisecond))
 	for {
 		old := g.state.Load()
 		ms, n := old>>counterBits, old&(1<<counterBits-1)
-		if now := nowMs(); now > ms {
+		if now > ms {
 			ms, n = now, 0
 		} else if n++; n == 1<<counterBits {
 			ms, n = ms+1, 0 // counter exhausted: borrow the next millisecond

@@ -76,7 +76,7 @@ type Pool struct {
 	mu      sync.Mutex
 	wake    chan struct{}         // guarded by mu; nil when nobody waits
 	concat  map[concatKey]*affine // guarded by mu: bind affinity of concatenated messages
-	swept   time.Time             // guarded by mu
+	swept   int64                 // guarded by mu: unix nanos of the last sweep
 }
 
 // concatKey identifies a concatenated message of one account.
@@ -90,7 +90,7 @@ type concatKey struct {
 type affine struct {
 	bind atomic.Int32 // -1 until the first segment is sent
 	seen int          // guarded by Pool.mu
-	last time.Time    // guarded by Pool.mu
+	last int64        // guarded by Pool.mu: unix nanos of the last segment
 }
 
 // NewPool returns a pool over binds using the MostFree policy.
@@ -128,8 +128,8 @@ func (p *Pool) Notify() {
 }
 
 // cool marks bind i as throttled for d.
-func (p *Pool) cool(i int, now time.Time, d time.Duration) {
-	t := now.Add(d).UnixNano()
+func (p *Pool) cool(i int, now int64, d time.Duration) {
+	t := now + int64(d)
 	p.coolUntil[i].Store(t)
 	if t > p.coolMax.Load() {
 		p.coolMax.Store(t) // racy max is fine: it only decides whether to look at coolUntil
@@ -148,7 +148,7 @@ func (p *Pool) trySend(m *Message) (bool, time.Duration) {
 	}
 	now := m.now
 	var skip uint64
-	var retryIn time.Duration // the soonest a skipped bind may be tried again
+	var retryIn time.Duration                                     // the soonest a skipped bind may be tried again
 	for i := 0; i < len(p.binds) && p.coolMax.Load() > now; i++ { // skipped when nothing cools
 		if c := p.coolUntil[i].Load(); c > now {
 			skip |= 1 << i
@@ -223,7 +223,7 @@ func (p *Pool) send(m *Message) bool {
 			p.waiters.Add(-1)
 			return true
 		}
-		left := time.Until(m.deadline)
+		left := time.Duration(m.deadline - time.Now().UnixNano())
 		if left <= 0 {
 			p.waiters.Add(-1)
 			return false
@@ -247,12 +247,12 @@ func (p *Pool) send(m *Message) bool {
 }
 
 // affinity returns the affinity record of a concatenated message segment, creating it.
-func (p *Pool) affinity(k *concatKey, now time.Time) *affine {
+func (p *Pool) affinity(k *concatKey, now int64) *affine {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if now.Sub(p.swept) > time.Minute {
+	if time.Duration(now-p.swept) > time.Minute {
 		for key, a := range p.concat {
-			if now.Sub(a.last) > 5*time.Minute {
+			if time.Duration(now-a.last) > 5*time.Minute {
 				delete(p.concat, key)
 			}
 		}

@@ -82,10 +82,9 @@ type Message struct {
 
 	r        *Router
 	affine   *affine
-	deadline time.Time
-	arrived  time.Time
-	sentAt   time.Time // when it was (last) handed to a bind, for the latency histogram
-	now      int64     // unix nanos, the caller's clock reading: no clock read per step
+	deadline int64       // unix nanos: answer ESME_RTHROTTLED if no bind took it by then
+	sentAt   int64       // unix nanos when it was (last) handed to a bind, for the latency histogram
+	now      int64       // unix nanos, the caller's clock reading: no clock read per step
 	bind     int         // index in Pool of the bind it was last sent on
 	batch    *smpp.Batch // the running goroutine's batch (see smpp.Batch), nil: none
 }
@@ -165,9 +164,8 @@ func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 	m.PDU = append(m.PDU[:0], req.PDU...)
 	m.Submit = req.Submit
 	m.Submit.Rebase(req.PDU, m.PDU)
-	m.arrived = time.Now()
-	m.now, m.sentAt = m.arrived.UnixNano(), m.arrived
-	m.deadline = m.arrived.Add(r.cfg.MaxWait)
+	now := smpp.Now() // the read that brought this PDU: no clock read per message
+	m.now, m.sentAt, m.deadline = now, now, now+int64(r.cfg.MaxWait)
 	m.Pool, m.affine, m.bind = nil, nil, -1
 	if rt, ok := m.Account.Value.(*Route); ok {
 		m.Pool = rt.Pool
@@ -186,7 +184,7 @@ func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 		k := concatKey{acct: m.Account, ref: c.Ref, total: c.Total}
 		copy(k.src[:], m.Submit.SrcAddr)
 		copy(k.dst[:], m.Submit.DstAddr)
-		m.affine = m.Pool.affinity(&k, m.arrived)
+		m.affine = m.Pool.affinity(&k, now)
 	}
 	if !m.Pool.send(m) {
 		r.finish(m, smpp.StatusThrottled, nil, "max_wait")
@@ -197,7 +195,13 @@ func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 func (m *Message) SubmitDone(b *smpp.Batch, status smpp.Status, upstreamID []byte, err error) {
 	r := m.r
 	m.batch = b
-	r.m.latency(m.Pool, time.Since(m.sentAt))
+	var now int64
+	if b != nil {
+		now = smpp.Now() // on the bind's read loop, just after the read that brought the answer
+	} else {
+		now = time.Now().UnixNano()
+	}
+	r.m.latency(m.Pool, time.Duration(max(now-m.sentAt, 0)))
 	switch {
 	case err != nil:
 		r.m.inDoubt(m.Pool).Inc()
@@ -206,10 +210,9 @@ func (m *Message) SubmitDone(b *smpp.Batch, status smpp.Status, upstreamID []byt
 		r.finish(m, r.cfg.InDoubtStatus, nil, "in_doubt")
 	case status == smpp.StatusThrottled || status == smpp.StatusMsgQFull:
 		r.m.retry(m.Pool, status).Inc()
-		now := time.Now()
-		m.now, m.sentAt = now.UnixNano(), now
+		m.now, m.sentAt = now, now
 		m.Pool.cool(m.bind, now, r.cfg.ThrottleBackoff)
-		if now.After(m.deadline) {
+		if now > m.deadline {
 			r.finish(m, smpp.StatusThrottled, nil, "max_wait")
 			return
 		}
@@ -222,7 +225,7 @@ func (m *Message) SubmitDone(b *smpp.Batch, status smpp.Status, upstreamID []byt
 			r.finish(m, smpp.StatusThrottled, nil, "retry_queue_full")
 		}
 	case status == smpp.StatusOK:
-		id, err := r.cfg.IDs.Next()
+		id, err := r.cfg.IDs.NextAt(now)
 		if err != nil {
 			// The upstream accepted it but we cannot issue an id: tell the client the truth
 			// (outcome unknown to it) rather than an id that might repeat.
@@ -262,8 +265,8 @@ func (r *Router) retryLoop() {
 			return
 		case m := <-r.retry:
 			m.batch = nil
-			now := time.Now()
-			m.now, m.sentAt = now.UnixNano(), now
+			now := time.Now().UnixNano()
+			m.now, m.sentAt = now, now
 			if !m.Pool.send(m) {
 				r.finish(m, smpp.StatusThrottled, nil, "max_wait")
 			}

@@ -90,9 +90,9 @@ var (
 )
 
 type slot struct {
-	w        Waiter
-	issued   uint64 // Client.ticks when sent: the watchdog's clock, so no clock read per submit
-	gen      uint16
+	w      Waiter
+	issued uint64 // Client.ticks when sent: the watchdog's clock, so no clock read per submit
+	gen    uint16
 }
 
 // Client is one upstream bind with its own window accounting: the router asks Free() and gets
@@ -106,7 +106,7 @@ type Client struct {
 	log     *slog.Logger
 	limiter *Limiter
 
-	used  atomic.Int32 // slots in use
+	used  atomic.Int32  // slots in use
 	ticks atomic.Uint64 // watchdog ticks, the clock of response deadlines
 	bound atomic.Bool
 
@@ -190,28 +190,38 @@ func (c *Client) SubmitIn(b *Batch, pdu []byte, w Waiter) error {
 		return fmt.Errorf("submit: %d-byte PDU, shorter than a header", len(pdu))
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	cc := c.conn
-	if cc == nil || !c.bound.Load() {
+	switch {
+	case cc == nil || !c.bound.Load():
+		c.mu.Unlock()
 		return ErrNotBound
-	}
-	if len(c.free) == 0 {
+	case len(c.free) == 0:
+		c.mu.Unlock()
 		return ErrWindowFull
-	}
-	if !c.limiter.Allow(1) {
+	case !c.limiter.Allow(1):
+		c.mu.Unlock()
 		return ErrRateLimited
 	}
+	// The slot is complete before the PDU is queued, so even an answer that races ahead finds it.
 	i := c.free[len(c.free)-1]
+	c.free = c.free[:len(c.free)-1]
 	s := &c.slots[i]
 	s.gen++
-	seq := uint32(s.gen&0x7FFF)<<16 | uint32(i+1)
-	if err := cc.w.appendRaw(pdu, seq, b); err != nil {
+	s.w, s.issued = w, c.ticks.Load()
+	gen := s.gen
+	c.used.Add(1)
+	c.mu.Unlock()
+	// Queue outside c.mu, which the read loop needs for every answer.
+	if cc.w.appendRaw(pdu, uint32(gen&0x7FFF)<<16|uint32(i+1), b) == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.w == w && s.gen == gen { // still ours: undo, nothing was sent
+		c.release(int(i))
 		return ErrNotBound
 	}
-	c.free = c.free[:len(c.free)-1]
-	s.w, s.issued = w, c.ticks.Load()
-	c.used.Add(1)
-	return nil
+	return nil // the link's end already failed the slot and told w (in doubt)
 }
 
 // take removes the waiter for seq, if it is current.

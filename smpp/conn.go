@@ -6,8 +6,22 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
+
+// clock is the time of the latest read on any connection (unix nanos): a clock reading that
+// costs an atomic load, shared by everything that handles the PDUs the read brought.
+var clock atomic.Int64
+
+// Now returns the time of the latest read on any connection, or the time now if there was none:
+// at most one read batch old while traffic flows. For callers on a read loop, after a read.
+func Now() int64 {
+	if t := clock.Load(); t != 0 {
+		return t
+	}
+	return time.Now().UnixNano()
+}
 
 // readBufSize is the per-connection read buffer: many PDUs per read syscall; a PDU larger than this
 // gets a one-off buffer sized by its (already bounded) command_length.
@@ -94,6 +108,7 @@ func (fr *frameReader) next() ([]byte, Header, error) {
 			m, err = fr.conn.Read(fr.buf[fr.w:])
 			fr.w += m
 			if m > 0 {
+				clock.Store(time.Now().UnixNano())
 				fr.activity()
 				if err != nil {
 					fr.err = err // e.g. tls.Conn's (n, io.EOF): return the frames read first
