@@ -205,7 +205,8 @@ func (m *Message) SubmitDone(b *smpp.Batch, status smpp.Status, upstreamID []byt
 	switch {
 	case err != nil:
 		r.m.inDoubt(m.Pool).Inc()
-		r.log.Warn("submit in doubt: upstream outcome unknown, not resent", "upstream", m.Pool.name,
+		// The bind logs one warning per event with the count; each message is a debug line.
+		r.log.Debug("submit in doubt: upstream outcome unknown, not resent", "upstream", m.Pool.name,
 			"system_id", m.Account.SystemID, "seq", m.Seq, "err", err)
 		r.finish(m, r.cfg.InDoubtStatus, nil, "in_doubt")
 	case status == smpp.StatusThrottled || status == smpp.StatusMsgQFull:
