@@ -80,6 +80,12 @@ type Message struct {
 	Submit  smpp.Submit // parsed view into PDU
 	Pool    *Pool       // where it goes; a stage may change it
 
+	// Set by stages, zero until one does.
+	Dest     uint64 // destination in E.164 as an integer (country code first); 0: not normalised
+	Country  string // ISO 3166 region of Dest ("DE"); "" unknown
+	Operator string // operator Dest belongs to; "" unknown
+	Trace    *Trace // non-nil in a dry run (explain): stages record their decisions
+
 	r        *Router
 	affine   *affine
 	deadline int64       // unix nanos: answer ESME_RTHROTTLED if no bind took it by then
@@ -87,6 +93,24 @@ type Message struct {
 	now      int64       // unix nanos, the caller's clock reading: no clock read per step
 	bind     int         // index in Pool of the bind it was last sent on
 	batch    *smpp.Batch // the running goroutine's batch (see smpp.Batch), nil: none
+}
+
+// Trace records each stage's decision for one message, for `smppctl explain`.
+type Trace struct {
+	Steps []Step
+}
+
+// Step is one stage's decision.
+type Step struct {
+	Stage    string
+	Decision string
+}
+
+// Explain records a decision when m is being traced; otherwise it costs a nil check.
+func (m *Message) Explain(stage, format string, args ...any) {
+	if m.Trace != nil {
+		m.Trace.Steps = append(m.Trace.Steps, Step{stage, fmt.Sprintf(format, args...)})
+	}
 }
 
 // Router implements smpp.Handler: it runs the stages and forwards every submit_sm upstream with
@@ -167,6 +191,7 @@ func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 	now := smpp.Now() // the read that brought this PDU: no clock read per message
 	m.now, m.sentAt, m.deadline = now, now, now+int64(r.cfg.MaxWait)
 	m.Pool, m.affine, m.bind = nil, nil, -1
+	m.Dest, m.Country, m.Operator, m.Trace = 0, "", "", nil
 	if rt, ok := m.Account.Value.(*Route); ok {
 		m.Pool = rt.Pool
 	}
