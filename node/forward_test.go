@@ -366,3 +366,41 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		t.Fatalf("Validate = %v, want an error naming accounts[0].upstream", err)
 	}
 }
+
+// TestUpstreamThroughputLimit: a bind never sends faster than its throughput allows; a message
+// that cannot go within max_wait (here shorter than the gap between tokens) gets ESME_RTHROTTLED
+// rather than piling up.
+func TestUpstreamThroughputLimit(t *testing.T) {
+	sim := startSim(t, smpptest.Config{})
+	const rate = 20
+	n := startNode(t, sim, func(c *config.Config) {
+		c.Upstreams[0].Binds, c.Upstreams[0].Throughput = 1, rate
+		c.Router.MaxWait = config.Duration(20 * time.Millisecond) // tokens come every 50 ms
+	})
+	waitFor(t, "upstream bind", 5*time.Second, n.Ready)
+	e := dialESME(t, n.SMPPAddr(), "demo", "demo", 100)
+	start := time.Now()
+	var chans []resultCh
+	for i := 0; i < 60; i++ {
+		chans = append(chans, e.send(gsm("4915112345678", fmt.Sprint("m", i))))
+	}
+	ok, throttled := 0, 0
+	for _, c := range chans {
+		switch r := c.wait(t); r.status {
+		case smpp.StatusOK:
+			ok++
+		case smpp.StatusThrottled:
+			throttled++
+		default:
+			t.Fatalf("unexpected %v", r.status)
+		}
+	}
+	elapsed := time.Since(start).Seconds()
+	// A burst of rate/10 tokens, then rate per second: the SMSC can have seen no more than that.
+	if limit := 2 + rate*elapsed + 1; float64(sim.Count()) > limit {
+		t.Fatalf("SMSC got %d submits in %.2fs, more than the %d/s limit allows (%.0f)", sim.Count(), elapsed, rate, limit)
+	}
+	if ok == 0 || throttled == 0 || ok+throttled != 60 || uint64(ok) != sim.Accepted() {
+		t.Fatalf("ok %d throttled %d (SMSC accepted %d): want some of each, all answered", ok, throttled, sim.Accepted())
+	}
+}
