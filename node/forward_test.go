@@ -69,10 +69,10 @@ func TestForwardByteIdentical(t *testing.T) {
 	ids := map[string]bool{}
 	for i, p := range pdus {
 		r := e.submit(p)
-		if r.err != nil || r.status != smpp.StatusOK || !ourID.MatchString(r.id) || ids[r.id] {
-			t.Fatalf("pdu %d: status %v id %q err %v (want ESME_ROK, a fresh 16-hex-digit id)", i, r.status, r.id, r.err)
+		if r.Err != nil || r.Status != smpp.StatusOK || !ourID.MatchString(r.ID) || ids[r.ID] {
+			t.Fatalf("pdu %d: status %v id %q err %v (want ESME_ROK, a fresh 16-hex-digit id)", i, r.Status, r.ID, r.Err)
 		}
-		ids[r.id] = true
+		ids[r.ID] = true
 	}
 	got := sim.Received()
 	if len(got) != len(pdus) {
@@ -110,16 +110,16 @@ func TestThrottleRetried(t *testing.T) {
 	waitFor(t, "both upstream binds", 5*time.Second, func() bool { return sim.Binds() == 2 })
 
 	sim.SetFaults(smpptest.Faults{ThrottleFirst: 3})
-	if r := e.submit(gsm("4915112345678", "hi")); r.status != smpp.StatusOK || r.err != nil {
-		t.Fatalf("got %v %v, want ESME_ROK after retries", r.status, r.err)
+	if r := e.submit(gsm("4915112345678", "hi")); r.Status != smpp.StatusOK || r.Err != nil {
+		t.Fatalf("got %v %v, want ESME_ROK after retries", r.Status, r.Err)
 	}
 	if c := sim.Count(); c != 4 {
 		t.Fatalf("SMSC saw %d submits, want 4 (3 throttled + 1 accepted)", c)
 	}
 	sim.SetFaults(smpptest.Faults{Status: smpp.StatusMsgQFull, StatusEvery: 2})
 	for i := 0; i < 4; i++ {
-		if r := e.submit(gsm("4915112345678", "hi")); r.status != smpp.StatusOK {
-			t.Fatalf("msgqfull retry: got %v", r.status)
+		if r := e.submit(gsm("4915112345678", "hi")); r.Status != smpp.StatusOK {
+			t.Fatalf("msgqfull retry: got %v", r.Status)
 		}
 	}
 	_, metrics := httpGet(t, n, "/metrics")
@@ -142,8 +142,8 @@ func TestThrottleExhausted(t *testing.T) {
 	e := dialESME(t, n.SMPPAddr(), "demo", "demo", 10)
 	sim.SetFaults(smpptest.Faults{ThrottleEvery: 1})
 	start := time.Now()
-	if r := e.submit(gsm("4915112345678", "hi")); r.status != smpp.StatusThrottled {
-		t.Fatalf("got %v, want ESME_RTHROTTLED", r.status)
+	if r := e.submit(gsm("4915112345678", "hi")); r.Status != smpp.StatusThrottled {
+		t.Fatalf("got %v, want ESME_RTHROTTLED", r.Status)
 	}
 	if time.Since(start) < 300*time.Millisecond {
 		t.Fatalf("answered after %s, before max_wait: not retried", time.Since(start))
@@ -162,8 +162,8 @@ func TestUpstreamErrorPassedThrough(t *testing.T) {
 	n := startNode(t, sim, nil)
 	e := dialESME(t, n.SMPPAddr(), "demo", "demo", 10)
 	sim.SetFaults(smpptest.Faults{Status: 0x45, StatusEvery: 1})
-	if r := e.submit(gsm("4915112345678", "hi")); r.status != 0x45 {
-		t.Fatalf("got %v, want ESME_RSUBMITFAIL (0x45)", r.status)
+	if r := e.submit(gsm("4915112345678", "hi")); r.Status != 0x45 {
+		t.Fatalf("got %v, want ESME_RSUBMITFAIL (0x45)", r.Status)
 	}
 	if sim.Count() != 1 {
 		t.Fatalf("SMSC saw %d submits, want 1 (a rejection is not retried)", sim.Count())
@@ -178,13 +178,13 @@ func TestInDoubtNeverResent(t *testing.T) {
 	e := dialESME(t, n.SMPPAddr(), "demo", "demo", 10)
 	waitFor(t, "upstream bind", 5*time.Second, func() bool { return sim.Binds() == 1 })
 	sim.SetFaults(smpptest.Faults{DropAfter: 1})
-	if r := e.submit(gsm("4915112345678", "hi")); r.status != smpp.StatusSysErr {
-		t.Fatalf("got %v, want ESME_RSYSERR (in doubt)", r.status)
+	if r := e.submit(gsm("4915112345678", "hi")); r.Status != smpp.StatusSysErr {
+		t.Fatalf("got %v, want ESME_RSYSERR (in doubt)", r.Status)
 	}
 	sim.SetFaults(smpptest.Faults{})
 	waitFor(t, "upstream rebind", 5*time.Second, func() bool { return sim.Binds() == 1 && n.Ready() })
-	if r := e.submit(gsm("4915112345678", "after")); r.status != smpp.StatusOK {
-		t.Fatalf("after reconnect: got %v", r.status)
+	if r := e.submit(gsm("4915112345678", "after")); r.Status != smpp.StatusOK {
+		t.Fatalf("after reconnect: got %v", r.Status)
 	}
 	if c := sim.Count(); c != 2 {
 		t.Fatalf("SMSC saw %d submits, want 2: the in-doubt one must not be resent", c)
@@ -203,8 +203,8 @@ func TestResponseTimeoutInDoubt(t *testing.T) {
 	})
 	e := dialESME(t, n.SMPPAddr(), "demo", "demo", 10)
 	sim.SetFaults(smpptest.Faults{NoAnswer: true})
-	if r := e.submit(gsm("4915112345678", "hi")); r.status != 0x45 {
-		t.Fatalf("got %v, want the configured in_doubt_status 0x45", r.status)
+	if r := e.submit(gsm("4915112345678", "hi")); r.Status != 0x45 {
+		t.Fatalf("got %v, want the configured in_doubt_status 0x45", r.Status)
 	}
 	if sim.Count() != 1 {
 		t.Fatalf("SMSC saw %d submits, want 1", sim.Count())
@@ -224,8 +224,8 @@ func TestNoUpstreamBound(t *testing.T) {
 		t.Fatalf("/healthz = %d, want 200 (alive, just not ready)", code)
 	}
 	e := dialESME(t, n.SMPPAddr(), "demo", "demo", 10)
-	if r := e.submit(gsm("4915112345678", "hi")); r.status != smpp.StatusThrottled {
-		t.Fatalf("got %v, want ESME_RTHROTTLED", r.status)
+	if r := e.submit(gsm("4915112345678", "hi")); r.Status != smpp.StatusThrottled {
+		t.Fatalf("got %v, want ESME_RTHROTTLED", r.Status)
 	}
 	sim.SetFaults(smpptest.Faults{})
 	waitFor(t, "readiness once the SMSC accepts binds", 5*time.Second, n.Ready)
@@ -241,8 +241,8 @@ func TestFailover(t *testing.T) {
 	e := dialESME(t, n.SMPPAddr(), "demo", "demo", 10)
 	waitFor(t, "both binds", 5*time.Second, func() bool { return sim.Binds() == 2 })
 	sim.SetFaults(smpptest.Faults{DropAfter: 1})
-	if r := e.submit(gsm("4915112345678", "dies")); r.status != smpp.StatusSysErr {
-		t.Fatalf("got %v, want in doubt", r.status)
+	if r := e.submit(gsm("4915112345678", "dies")); r.Status != smpp.StatusSysErr {
+		t.Fatalf("got %v, want in doubt", r.Status)
 	}
 	sim.SetFaults(smpptest.Faults{})
 	var chans []resultCh
@@ -250,8 +250,8 @@ func TestFailover(t *testing.T) {
 		chans = append(chans, e.send(gsm("4915112345678", fmt.Sprint("m", i))))
 	}
 	for i, c := range chans {
-		if r := c.wait(t); r.status != smpp.StatusOK {
-			t.Fatalf("message %d during failover: %v %v", i, r.status, r.err)
+		if r := c.Next(t, 15*time.Second); r.Status != smpp.StatusOK {
+			t.Fatalf("message %d during failover: %v %v", i, r.Status, r.Err)
 		}
 	}
 	waitFor(t, "the dead bind to reconnect", 5*time.Second, func() bool { return sim.Binds() == 2 })
@@ -281,8 +281,8 @@ func TestConcatSameBindInOrder(t *testing.T) {
 				}
 			}
 			for _, ch := range chans {
-				if r := ch.wait(t); r.status != smpp.StatusOK {
-					t.Errorf("segment: %v", r.status)
+				if r := ch.Next(t, 15*time.Second); r.Status != smpp.StatusOK {
+					t.Errorf("segment: %v", r.Status)
 				}
 			}
 		}()
@@ -338,8 +338,8 @@ func TestShutdownAnswersEverything(t *testing.T) {
 	go func() { done <- n.Shutdown(context.Background()) }()
 	waitFor(t, "not ready while draining", 5*time.Second, func() bool { return !n.Ready() })
 	for i, c := range chans {
-		if r := c.wait(t); r.status != smpp.StatusOK || r.err != nil {
-			t.Fatalf("in-flight message %d at shutdown: %v %v, want its real upstream answer", i, r.status, r.err)
+		if r := c.Next(t, 15*time.Second); r.Status != smpp.StatusOK || r.Err != nil {
+			t.Fatalf("in-flight message %d at shutdown: %v %v, want its real upstream answer", i, r.Status, r.Err)
 		}
 	}
 	select {
@@ -386,13 +386,13 @@ func TestUpstreamThroughputLimit(t *testing.T) {
 	}
 	ok, throttled := 0, 0
 	for _, c := range chans {
-		switch r := c.wait(t); r.status {
+		switch r := c.Next(t, 15*time.Second); r.Status {
 		case smpp.StatusOK:
 			ok++
 		case smpp.StatusThrottled:
 			throttled++
 		default:
-			t.Fatalf("unexpected %v", r.status)
+			t.Fatalf("unexpected %v", r.Status)
 		}
 	}
 	elapsed := time.Since(start).Seconds()

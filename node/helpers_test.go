@@ -22,17 +22,7 @@ func testLogger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+var waitFor = smpptest.WaitFor
 
 func startSim(t testing.TB, cfg smpptest.Config) *smpptest.SMSC {
 	t.Helper()
@@ -76,18 +66,10 @@ func startNode(t testing.TB, sim *smpptest.SMSC, mutate func(*config.Config)) *N
 	return n
 }
 
-// result is one submit's outcome as an ESME sees it.
-type result struct {
-	status smpp.Status
-	id     string
-	err    error
-}
-
-type resultCh chan result
-
-func (w resultCh) SubmitDone(_ *smpp.Batch, st smpp.Status, id []byte, err error) {
-	w <- result{st, string(id), err}
-}
+type (
+	result   = smpptest.Outcome
+	resultCh = smpptest.Outcomes
+)
 
 // esme is a test client bound to smppd (or the simulator).
 type esme struct {
@@ -148,20 +130,9 @@ func (e *esme) send(pdu []byte) resultCh {
 	}
 }
 
-func (w resultCh) wait(t testing.TB) result {
-	t.Helper()
-	select {
-	case r := <-w:
-		return r
-	case <-time.After(15 * time.Second):
-		t.Fatal("no response within 15s")
-		return result{}
-	}
-}
-
 func (e *esme) submit(pdu []byte) result {
 	e.t.Helper()
-	return e.send(pdu).wait(e.t)
+	return e.send(pdu).Next(e.t, 15*time.Second)
 }
 
 // gsm builds a submit_sm PDU with a GSM 7-bit text to dst.

@@ -134,12 +134,12 @@ func TestInteropFiorixSMSC(t *testing.T) {
 	e := dialESME(t, n.SMPPAddr(), "demo", "demo", 10)
 	for i := 0; i < 5; i++ {
 		r := e.submit(gsm("4915112345678", fmt.Sprint("to fiorix ", i)))
-		if r.status != smpp.StatusOK || !ourID.MatchString(r.id) {
-			t.Fatalf("submit %d: %v %q %v", i, r.status, r.id, r.err)
+		if r.Status != smpp.StatusOK || !ourID.MatchString(r.ID) {
+			t.Fatalf("submit %d: %v %q %v", i, r.Status, r.ID, r.Err)
 		}
-		code, body := httpGet(t, n, "/api/v1/messages/"+r.id)
+		code, body := httpGet(t, n, "/api/v1/messages/"+r.ID)
 		if code != 200 || !strings.Contains(body, `"upstream_message_id": "F`) {
-			t.Fatalf("mapping of %s: %d %s", r.id, code, body)
+			t.Fatalf("mapping of %s: %d %s", r.ID, code, body)
 		}
 	}
 	if count.Load() != 5 {

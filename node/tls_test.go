@@ -80,8 +80,8 @@ func TestTLSListener(t *testing.T) {
 	if err := c.Submit(gsm("4915112345678", "over tls"), w); err != nil {
 		t.Fatal(err)
 	}
-	if r := w.wait(t); r.status != smpp.StatusOK || !ourID.MatchString(r.id) {
-		t.Fatalf("over TLS: %v %q %v", r.status, r.id, r.err)
+	if r := w.Next(t, 15*time.Second); r.Status != smpp.StatusOK || !ourID.MatchString(r.ID) {
+		t.Fatalf("over TLS: %v %q %v", r.Status, r.ID, r.Err)
 	}
 
 	conn, err := tls.Dial("tcp", n.TLSAddr(), &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS12})

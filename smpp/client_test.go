@@ -17,13 +17,7 @@ const waitTimeout = 5 * time.Second
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	smpptest.WaitFor(t, what, waitTimeout, cond)
 }
 
 func startSim(t *testing.T, cfg smpptest.Config) *smpptest.SMSC {
@@ -60,29 +54,10 @@ func startClient(t *testing.T, addr string, mod func(*smpp.ClientConfig)) *smpp.
 	return c
 }
 
-type outcome struct {
-	status smpp.Status
-	id     string
-	err    error
-}
-
-// waiter collects outcomes; its buffer must hold every outcome a test expects.
-type waiter chan outcome
-
-func (w waiter) SubmitDone(_ *smpp.Batch, st smpp.Status, id []byte, err error) {
-	w <- outcome{st, string(id), err}
-}
-
-func (w waiter) next(t *testing.T) outcome {
-	t.Helper()
-	select {
-	case o := <-w:
-		return o
-	case <-time.After(waitTimeout):
-		t.Fatal("no submit outcome")
-		return outcome{}
-	}
-}
+type (
+	outcome = smpptest.Outcome
+	waiter  = smpptest.Outcomes
+)
 
 func submitPDU(dst string) []byte {
 	return smpp.AppendSubmitPDU(nil, smpp.SubmitSM, 0, &smpp.Submit{SrcAddr: []byte("12345"), DstTON: 1, DstNPI: 1,
@@ -106,11 +81,11 @@ func TestClientSubmit(t *testing.T) {
 	}
 	ids := map[string]bool{}
 	for i := 0; i < 5; i++ {
-		o := w.next(t)
-		if o.err != nil || o.status != smpp.StatusOK {
+		o := w.Next(t, waitTimeout)
+		if o.Err != nil || o.Status != smpp.StatusOK {
 			t.Fatalf("outcome %+v", o)
 		}
-		ids[o.id] = true
+		ids[o.ID] = true
 	}
 	for n := 1; n <= 5; n++ {
 		if !ids[strconv.Itoa(n)] {
@@ -150,7 +125,7 @@ func TestClientWindow(t *testing.T) {
 		t.Fatalf("4th Submit = %v, want ErrWindowFull", err)
 	}
 	for i := 0; i < 3; i++ {
-		if o := w.next(t); o.err != nil || o.status != smpp.StatusOK {
+		if o := w.Next(t, waitTimeout); o.Err != nil || o.Status != smpp.StatusOK {
 			t.Fatalf("outcome %+v", o)
 		}
 	}
@@ -185,11 +160,11 @@ func TestClientConcurrentMatching(t *testing.T) {
 				select {
 				case o := <-w:
 					mu.Lock()
-					dup := ids[o.id]
-					ids[o.id] = true
+					dup := ids[o.ID]
+					ids[o.ID] = true
 					mu.Unlock()
-					if o.err != nil || o.status != smpp.StatusOK || dup {
-						errs <- errors.New("bad or duplicate outcome " + o.id)
+					if o.Err != nil || o.Status != smpp.StatusOK || dup {
+						errs <- errors.New("bad or duplicate outcome " + o.ID)
 						return
 					}
 				case <-time.After(waitTimeout):
@@ -217,7 +192,7 @@ func TestClientThrottled(t *testing.T) {
 	w := make(waiter, 1)
 	for i, want := range []smpp.Status{0x58, 0x58, smpp.StatusOK} {
 		mustSubmit(t, c, w)
-		if o := w.next(t); o.err != nil || o.status != want {
+		if o := w.Next(t, waitTimeout); o.Err != nil || o.Status != want {
 			t.Fatalf("submit %d: %+v, want status %#x", i+1, o, uint32(want))
 		}
 	}
@@ -233,7 +208,7 @@ func TestClientLinkLost(t *testing.T) {
 		mustSubmit(t, c, w)
 	}
 	for i := 0; i < 3; i++ {
-		if o := w.next(t); !errors.Is(o.err, smpp.ErrLinkLost) {
+		if o := w.Next(t, waitTimeout); !errors.Is(o.Err, smpp.ErrLinkLost) {
 			t.Fatalf("outcome %+v, want ErrLinkLost", o)
 		}
 	}
@@ -243,7 +218,7 @@ func TestClientLinkLost(t *testing.T) {
 	sim.SetFaults(smpptest.Faults{})
 	waitFor(t, "reconnect", func() bool { return c.Bound() && c.Connects.Load() == 2 })
 	mustSubmit(t, c, w)
-	if o := w.next(t); o.err != nil || o.status != smpp.StatusOK {
+	if o := w.Next(t, waitTimeout); o.Err != nil || o.Status != smpp.StatusOK {
 		t.Fatalf("after reconnect: %+v", o)
 	}
 }
@@ -255,7 +230,7 @@ func TestClientResponseTimeout(t *testing.T) {
 	waitFor(t, "bind", c.Bound)
 	w := make(waiter, 1)
 	mustSubmit(t, c, w)
-	if o := w.next(t); !errors.Is(o.err, smpp.ErrResponseTimeout) {
+	if o := w.Next(t, waitTimeout); !errors.Is(o.Err, smpp.ErrResponseTimeout) {
 		t.Fatalf("outcome %+v, want ErrResponseTimeout", o)
 	}
 	if c.Free() != 10 || c.InDoubt.Load() != 1 || !c.Bound() {
@@ -358,7 +333,7 @@ func TestClientCloseDrains(t *testing.T) {
 		t.Fatalf("%d outcomes when Close returned, want 3", len(w))
 	}
 	for i := 0; i < 3; i++ {
-		if o := <-w; o.err != nil || o.status != smpp.StatusOK {
+		if o := <-w; o.Err != nil || o.Status != smpp.StatusOK {
 			t.Fatalf("in-flight submit at Close: %+v, want its real response", o)
 		}
 	}
@@ -377,7 +352,7 @@ func TestClientCloseDeadline(t *testing.T) {
 	c.Close(ctx)
 	select {
 	case o := <-w:
-		if !errors.Is(o.err, smpp.ErrLinkLost) {
+		if !errors.Is(o.Err, smpp.ErrLinkLost) {
 			t.Fatalf("outcome %+v, want ErrLinkLost", o)
 		}
 	default:

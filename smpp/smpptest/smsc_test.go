@@ -22,13 +22,7 @@ const waitTimeout = 5 * time.Second
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	smpptest.WaitFor(t, what, waitTimeout, cond)
 }
 
 func start(t testing.TB, cfg smpptest.Config) *smpptest.SMSC {
@@ -41,17 +35,10 @@ func start(t testing.TB, cfg smpptest.Config) *smpptest.SMSC {
 	return sim
 }
 
-type outcome struct {
-	status smpp.Status
-	id     string
-	err    error
-}
-
-type waiter chan outcome
-
-func (w waiter) SubmitDone(_ *smpp.Batch, st smpp.Status, id []byte, err error) {
-	w <- outcome{st, string(id), err}
-}
+type (
+	outcome = smpptest.Outcome
+	waiter  = smpptest.Outcomes
+)
 
 // client is a bound smpp.Client whose deliver_sm PDUs arrive on delivered (answered ESME_ROK).
 type client struct {
@@ -133,11 +120,11 @@ func checkReceipt(t *testing.T, r smpp.Submit, id string) {
 func TestReceipt(t *testing.T) {
 	sim := start(t, smpptest.Config{ReceiptDelay: 20 * time.Millisecond})
 	c := connect(t, sim, "smppd", "smppd", smpp.Transceiver)
-	if o := c.submit(t, 0); o.status != smpp.StatusOK { // no receipt asked for
+	if o := c.submit(t, 0); o.Status != smpp.StatusOK { // no receipt asked for
 		t.Fatalf("%+v", o)
 	}
 	o := c.submit(t, 1)
-	if o.status != smpp.StatusOK || o.id != "2" {
+	if o.Status != smpp.StatusOK || o.ID != "2" {
 		t.Fatalf("%+v, want ESME_ROK id 2", o)
 	}
 	checkReceipt(t, c.nextDeliver(t), "2") // the first receipt is the second submit's
@@ -149,7 +136,7 @@ func TestReceiptToReceiver(t *testing.T) {
 	rx := connect(t, sim, "smppd", "smppd", smpp.Receiver)
 	waitFor(t, "two binds", func() bool { return sim.Binds() == 2 })
 	o := tx.submit(t, 1)
-	checkReceipt(t, rx.nextDeliver(t), o.id)
+	checkReceipt(t, rx.nextDeliver(t), o.ID)
 }
 
 func TestSendMO(t *testing.T) {
@@ -172,7 +159,7 @@ func TestFaultSequence(t *testing.T) {
 	sim.SetFaults(smpptest.Faults{ThrottleEvery: 3, Status: 0x45, StatusEvery: 2})
 	want := []smpp.Status{smpp.StatusOK, 0x45, smpp.StatusThrottled, 0x45, smpp.StatusOK, smpp.StatusThrottled}
 	for i, st := range want {
-		if o := c.submit(t, 0); o.status != st || (st == smpp.StatusOK) != (o.id != "") {
+		if o := c.submit(t, 0); o.Status != st || (st == smpp.StatusOK) != (o.ID != "") {
 			t.Fatalf("submit %d: %+v, want %v", i+1, o, st)
 		}
 	}
@@ -181,7 +168,7 @@ func TestFaultSequence(t *testing.T) {
 	}
 	sim.SetFaults(smpptest.Faults{ThrottleFirst: 1}) // counters restart
 	for i, st := range []smpp.Status{smpp.StatusThrottled, smpp.StatusOK} {
-		if o := c.submit(t, 0); o.status != st {
+		if o := c.submit(t, 0); o.Status != st {
 			t.Fatalf("after SetFaults, submit %d: %+v, want %v", i+1, o, st)
 		}
 	}
@@ -191,7 +178,7 @@ func TestAnyAccountAndIDFormat(t *testing.T) {
 	sim := start(t, smpptest.Config{AnyAccount: true,
 		IDFormat: func(dst []byte, n uint64) []byte { return fmt.Appendf(dst, "%08X", n+0xA0) }})
 	c := connect(t, sim, "whoever", "anything", smpp.Transceiver)
-	if o := c.submit(t, 0); o.status != smpp.StatusOK || o.id != "000000A1" {
+	if o := c.submit(t, 0); o.Status != smpp.StatusOK || o.ID != "000000A1" {
 		t.Fatalf("%+v, want id 000000A1", o)
 	}
 	if sim.Binds() != 1 {
@@ -274,7 +261,7 @@ func TestCloseDiscardsPendingWork(t *testing.T) {
 	}
 	select {
 	case o := <-w:
-		if !errors.Is(o.err, smpp.ErrLinkLost) {
+		if !errors.Is(o.Err, smpp.ErrLinkLost) {
 			t.Fatalf("delayed submit at Close: %+v, want ErrLinkLost", o)
 		}
 	case <-time.After(waitTimeout):
