@@ -1,12 +1,18 @@
 package node
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/pprof"
 
 	"github.com/VictoriaMetrics/metrics"
+	"strconv"
+	"strings"
+
 	"github.com/smppd/smppd/router"
+	"github.com/smppd/smppd/smpp"
 )
 
 // adminHandler serves /metrics, /healthz, /readyz, /debug/pprof/ and the read-only API.
@@ -34,6 +40,7 @@ func (n *Node) adminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /api/v1/status", n.status)
 	mux.HandleFunc("GET /api/v1/messages/{id}", n.message)
+	mux.HandleFunc("POST /api/v1/explain", n.explain)
 	return mux
 }
 
@@ -101,4 +108,62 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
+}
+
+// explainRequest is the body of POST /api/v1/explain.
+type explainRequest struct {
+	Account string `json:"account"`
+	To      string `json:"to"`
+	From    string `json:"from"`
+	Text    string `json:"text"`
+}
+
+// explain runs the pipeline as a dry run for a message the account could send.
+func (n *Node) explain(w http.ResponseWriter, r *http.Request) {
+	var req explainRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "body: " + err.Error()})
+		return
+	}
+	acct := n.server.Account(req.Account)
+	var bad string
+	switch {
+	case req.Account == "":
+		bad = "account: required"
+	case acct == nil:
+		bad = "account: no account with system_id " + strconv.Quote(req.Account)
+	case req.To == "":
+		bad = "to: required"
+	case len(req.To) > 20:
+		bad = "to: at most 20 characters"
+	case req.Text == "":
+		bad = "text: required"
+	case len(req.From) > 20:
+		bad = "from: at most 20 characters"
+	}
+	if bad != "" {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": bad})
+		return
+	}
+	parts, dc := smpp.EncodeText(req.Text)
+	// "+49…" is sent as TON international; anything else as TON unknown, as clients send
+	// national or 00-prefixed numbers, so number cleaning sees what it would see on the wire.
+	sub := smpp.Submit{SrcTON: 5, SrcAddr: []byte(req.From), DstNPI: 1,
+		DstAddr: []byte(strings.TrimPrefix(req.To, "+")), DataCoding: dc}
+	if strings.HasPrefix(req.To, "+") {
+		sub.DstTON = 1
+	}
+	if len(parts) == 1 {
+		sub.ShortMessage = parts[0]
+	} else { // the whole text, as the content stages judge reassembled messages
+		sub.TLVs = smpp.AppendTLV(nil, smpp.TagMessagePayload, bytes.Join(parts, nil))
+	}
+	ex, err := n.router.Explain(acct, smpp.AppendSubmitPDU(nil, smpp.SubmitSM, 1, &sub))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "message: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, ex)
 }

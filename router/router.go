@@ -59,7 +59,9 @@ type Verdict struct {
 // Contract: Process runs on the submitting session's read loop, once per message, in the order
 // configured; it must not block on I/O (state it needs is in memory) and must not keep m after
 // returning. It may set m.Pool to route the message. A non-zero Verdict.Status stops the
-// pipeline and answers the client with that status.
+// pipeline and answers the client with that status. When m.Trace is non-nil the call is a dry
+// run (`smppctl explain`): m.Session is nil, and the stage decides as usual, records why with
+// m.Explain, and changes no state (no counters, no dedup records, no rate-limit tokens).
 type Stage interface {
 	Name() string
 	Process(m *Message) Verdict
@@ -102,8 +104,8 @@ type Trace struct {
 
 // Step is one stage's decision.
 type Step struct {
-	Stage    string
-	Decision string
+	Stage    string `json:"stage"`
+	Decision string `json:"decision"`
 }
 
 // Explain records a decision when m is being traced; otherwise it costs a nil check.
@@ -298,4 +300,45 @@ func (r *Router) retryLoop() {
 			}
 		}
 	}
+}
+
+// Explanation is the outcome of a dry run through the pipeline.
+type Explanation struct {
+	Steps    []Step `json:"steps"`
+	Status   string `json:"status"`             // ESME_ROK if it would be forwarded
+	Rule     string `json:"rule,omitempty"`     // what refused it
+	Upstream string `json:"upstream,omitempty"` // the pool it would go to
+	Dest     uint64 `json:"dest,omitempty"`
+	Country  string `json:"country,omitempty"`
+	Operator string `json:"operator,omitempty"`
+}
+
+// Explain runs the stages on pdu (a whole submit_sm) for account as a dry run: nothing is sent,
+// counted or recorded.
+func (r *Router) Explain(account *smpp.Account, pdu []byte) (*Explanation, error) {
+	m := &Message{r: r, Account: account, PDU: pdu, Trace: &Trace{}, bind: -1}
+	if err := smpp.ParseSubmit(pdu[smpp.HeaderLen:], &m.Submit); err != nil {
+		return nil, err
+	}
+	if rt, ok := account.Value.(*Route); ok {
+		m.Pool = rt.Pool
+	}
+	ex := &Explanation{Status: smpp.StatusOK.String()}
+	for _, st := range r.cfg.Stages {
+		if v := st.Process(m); v.Status != smpp.StatusOK {
+			ex.Status, ex.Rule = v.Status.String(), v.Rule
+			break
+		}
+	}
+	if ex.Rule == "" && m.Pool == nil {
+		ex.Status, ex.Rule = smpp.StatusInvDstAddr.String(), "no_route"
+	}
+	if m.Pool != nil {
+		ex.Upstream = m.Pool.name
+	}
+	ex.Steps, ex.Dest, ex.Country, ex.Operator = m.Trace.Steps, m.Dest, m.Country, m.Operator
+	if ex.Steps == nil {
+		ex.Steps = []Step{}
+	}
+	return ex, nil
 }

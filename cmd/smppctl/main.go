@@ -3,10 +3,13 @@
 //	smppctl send --to 4915112345678 --text "hello"   send one message over SMPP, print ids and results
 //	smppctl status                                    node status from the admin API
 //	smppctl message ID                                which upstream id stands behind a message_id
+//	smppctl explain --account A --to N --text T       dry-run the pipeline and print each decision
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,9 +19,7 @@ import (
 	"os"
 	"strings"
 	"time"
-	"unicode/utf16"
 
-	"github.com/linxGnu/gosmpp/data"
 	"github.com/smppd/smppd/smpp"
 )
 
@@ -26,6 +27,7 @@ const usage = `usage:
   smppctl send [flags] --to NUMBER --text TEXT   send a message through smppd over SMPP
   smppctl status [--admin ADDR]                  show node status
   smppctl message [--admin ADDR] MESSAGE_ID      show the upstream id behind a message_id
+  smppctl explain --account A --to N --text T    dry-run the pipeline: each stage's decision
 Run "smppctl CMD -h" for a command's flags.`
 
 func main() {
@@ -47,6 +49,8 @@ func main() {
 			}
 			return "/api/v1/messages/" + fs.Arg(0)
 		})
+	case "explain":
+		err = explain(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Println(usage)
 		return
@@ -105,7 +109,7 @@ func send(args []string) error {
 	if *to == "" || *text == "" {
 		return errors.New("--to and --text are required")
 	}
-	parts, dc := encode(*text)
+	parts, dc := smpp.EncodeText(*text)
 	up := make(chan struct{}, 1)
 	cc := smpp.DefaultClientConfig()
 	cc.Name, cc.Addr, cc.SystemID, cc.Password = "smppd", *addr, *sysID, *pw
@@ -186,46 +190,25 @@ func send(args []string) error {
 	return nil
 }
 
-// encode returns the message's segments (without UDH) and its data_coding: GSM 7-bit unpacked
-// (one octet per septet) when every character has a GSM code, else UCS2.
-func encode(text string) ([][]byte, byte) {
-	if b, err := data.GSM7BIT.Encode(text); err == nil && gsmOnly(text) {
-		return split(b, 160, 153, func(b []byte, i int) bool { return i > 0 && b[i-1] == 0x1B }), 0x00
-	}
-	b, _ := data.UCS2.Encode(text)
-	return split(b, 140, 134, func(b []byte, i int) bool {
-		// do not cut a surrogate pair
-		return i >= 2 && utf16.IsSurrogate(rune(uint16(b[i-2])<<8|uint16(b[i-1]))) && b[i-2] < 0xDC
-	}), 0x08
-}
-
-// gsmOnly reports whether text survives a GSM 7-bit round trip.
-func gsmOnly(text string) bool {
-	b, err := data.GSM7BIT.Encode(text)
+func explain(args []string) error {
+	fs := flag.NewFlagSet("explain", flag.ExitOnError)
+	admin := fs.String("admin", "127.0.0.1:8775", "smppd admin HTTP address")
+	acct := fs.String("account", "demo", "account system_id")
+	to := fs.String("to", "", "destination number (required)")
+	from := fs.String("from", "smppd", "source address")
+	text := fs.String("text", "", "message text (required)")
+	_ = fs.Parse(args)
+	body, _ := json.Marshal(map[string]string{"account": *acct, "to": *to, "from": *from, "text": *text})
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Post("http://"+*admin+"/api/v1/explain", "application/json", bytes.NewReader(body))
 	if err != nil {
-		return false
+		return err
 	}
-	back, err := data.GSM7BIT.Decode(b)
-	return err == nil && back == text
-}
-
-// split cuts b into parts of at most per octets, or returns it whole if it fits single; bad(b, i)
-// reports that cutting before i would split a character.
-func split(b []byte, single, per int, bad func([]byte, int) bool) [][]byte {
-	if len(b) <= single {
-		return [][]byte{b}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	os.Stdout.Write(out)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
 	}
-	var parts [][]byte
-	for len(b) > per {
-		n := per
-		for n > 0 && bad(b, n) {
-			n--
-		}
-		if n%2 == 1 && per%2 == 0 { // UCS2: keep code units whole
-			n--
-		}
-		parts = append(parts, b[:n])
-		b = b[n:]
-	}
-	return append(parts, b)
+	return nil
 }

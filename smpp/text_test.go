@@ -1,4 +1,4 @@
-package main
+package smpp
 
 import (
 	"strings"
@@ -25,7 +25,7 @@ func TestEncodeSplit(t *testing.T) {
 		{"emoji not cut", strings.Repeat("验", 66) + "😀" + strings.Repeat("x", 10), 0x08, 2, 134},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			parts, dc := encode(tc.text)
+			parts, dc := EncodeText(tc.text)
 			if dc != tc.dc || len(parts) != tc.parts {
 				t.Fatalf("encode: dc 0x%02x, %d parts; want 0x%02x, %d", dc, len(parts), tc.dc, tc.parts)
 			}
