@@ -124,6 +124,9 @@ type Router struct {
 	MaxWait       Duration   `yaml:"max_wait"`
 	InDoubtStatus StatusCode `yaml:"in_doubt_status"`
 	IDMapTTL      Duration   `yaml:"id_map_ttl"`
+	// OTPReservePercent of every upstream bind's window only OTP traffic may use, so a
+	// verification code finds a free slot even while bulk traffic saturates the binds.
+	OTPReservePercent int `yaml:"otp_reserve_percent"`
 }
 
 // Log configures logging.
@@ -160,9 +163,10 @@ func Default() *Config {
 		Accounts:  []Account{demo},
 		Upstreams: []Upstream{sim},
 		Router: Router{
-			MaxWait:       Duration(2 * time.Second),
-			InDoubtStatus: 0x08,
-			IDMapTTL:      Duration(72 * time.Hour),
+			MaxWait:           Duration(2 * time.Second),
+			InDoubtStatus:     0x08,
+			IDMapTTL:          Duration(72 * time.Hour),
+			OTPReservePercent: 10,
 		},
 		Log: Log{Level: slog.LevelInfo, Format: "text"},
 	}

@@ -106,6 +106,7 @@ func (l *loader) validate(c *Config) {
 	l.positive("router.max_wait", c.Router.MaxWait)
 	l.check("router.in_doubt_status", c.Router.InDoubtStatus != 0, "must not be 0 (ESME_ROK)")
 	l.positive("router.id_map_ttl", c.Router.IDMapTTL)
+	l.between("router.otp_reserve_percent", c.Router.OTPReservePercent, 0, 50)
 
 	l.check("log.level", slices.Contains([]slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError}, c.Log.Level),
 		"must be debug, info, warn or error, got %s", c.Log.Level)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/smppd/smppd/config"
+	"github.com/smppd/smppd/router"
 	"github.com/smppd/smppd/smpp"
 	"github.com/smppd/smppd/smpp/smpptest"
 )
@@ -35,7 +36,7 @@ func startSim(t testing.TB, cfg smpptest.Config) *smpptest.SMSC {
 }
 
 // startNode runs a node in front of sim with test-sized timeouts; mutate adjusts the config.
-func startNode(t testing.TB, sim *smpptest.SMSC, mutate func(*config.Config)) *Node {
+func startNode(t testing.TB, sim *smpptest.SMSC, mutate func(*config.Config), stages ...router.Stage) *Node {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Node.DataDir = t.TempDir()
@@ -51,7 +52,7 @@ func startNode(t testing.TB, sim *smpptest.SMSC, mutate func(*config.Config)) *N
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	n, err := New(cfg, testLogger())
+	n, err := New(cfg, testLogger(), stages...)
 	if err != nil {
 		t.Fatal(err)
 	}

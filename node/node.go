@@ -41,8 +41,8 @@ type Node struct {
 	shutdownErr            error
 }
 
-// New builds a node; nothing listens until Start.
-func New(cfg *config.Config, log *slog.Logger) (*Node, error) {
+// New builds a node; nothing listens until Start. stages, if any, run in the router's pipeline.
+func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -70,7 +70,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Node, error) {
 	rc := router.DefaultConfig()
 	rc.MaxWait = time.Duration(cfg.Router.MaxWait)
 	rc.InDoubtStatus = smpp.Status(cfg.Router.InDoubtStatus)
-	rc.IDs, rc.IDMap, rc.Logger, rc.Metrics = ids, n.idmap, log, n.metrics
+	rc.IDs, rc.IDMap, rc.Logger, rc.Metrics, rc.Stages = ids, n.idmap, log, n.metrics, stages
 	if n.router, err = router.New(rc, n.pools); err != nil {
 		return nil, err
 	}
@@ -127,7 +127,7 @@ func (n *Node) newPool(u *config.Upstream) (*router.Pool, []*smpp.Client, error)
 		clients[i] = smpp.NewClient(cc)
 		ups[i] = clients[i]
 	}
-	pool = router.NewPool(u.Name, ups)
+	pool = router.NewPool(u.Name, ups, n.cfg.Router.OTPReservePercent)
 	n.metrics.NewGauge(fmt.Sprintf(`smppd_upstream_window_size{upstream=%q}`, u.Name), func() float64 { return float64(u.Binds * u.Window) })
 	return pool, clients, nil
 }

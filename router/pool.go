@@ -24,35 +24,67 @@ type Upstream interface {
 	Limiter() *smpp.Limiter
 }
 
-// Policy picks a bind; it returns an index into binds or -1, never one whose bit is set in skip.
-// It must not allocate. Pools have at most 64 binds.
-type Policy interface {
-	Pick(binds []Upstream, skip uint64) int
+// Lane is a message's priority class.
+type Lane uint8
+
+// Lanes.
+const (
+	LaneBulk Lane = iota // everything not known to be time-critical
+	LaneOTP              // verification codes: first, on the idlest bind, from a reserved share
+)
+
+func (l Lane) String() string {
+	if l == LaneOTP {
+		return "otp"
+	}
+	return "bulk"
 }
 
-// MostFree picks the bind with the most free window (the idlest channel). It stays on the bind
-// it picked last while that one's free window is within a slack of the best (a quarter of its
+// Policy picks a bind for a message of lane; it returns an index into binds or -1, never one
+// whose bit is set in skip. It must not allocate. Pools have at most 64 binds.
+type Policy interface {
+	Pick(binds []Upstream, skip uint64, lane Lane) int
+}
+
+// MostFree picks the bind with the most free window (the idlest channel).
+//
+// OTP takes the idlest bind, full stop. Bulk sees each bind's window less a reserve (Reserve
+// percent of it, rounded up) kept for OTP, so a code finds a free slot while bulk saturates the
+// binds, and bulk keeps the other (100-Reserve)% — it is never starved. Bulk also stays on the
+// bind it picked last while that one's free window is within a slack of the best (a quarter of its
 // window, at most 32): back-to-back submits then share one upstream write instead of being dealt
 // out one per bind, and no bind drifts more than the slack from the most idle.
-type MostFree struct{ last atomic.Int32 }
+type MostFree struct {
+	Reserve int // percent of each bind's window kept for LaneOTP
+	last    atomic.Int32
+}
+
+// free returns b's free window as lane may use it.
+func (p *MostFree) free(b Upstream, lane Lane) int {
+	f := b.Free()
+	if lane == LaneBulk && p.Reserve > 0 && f > 0 {
+		f -= ((f+b.InUse())*p.Reserve + 99) / 100
+	}
+	return f
+}
 
 // Pick implements Policy.
-func (p *MostFree) Pick(binds []Upstream, skip uint64) int {
+func (p *MostFree) Pick(binds []Upstream, skip uint64, lane Lane) int {
 	best, bestFree := -1, 0
 	for i, b := range binds {
 		if skip&(1<<i) != 0 {
 			continue
 		}
-		if f := b.Free(); f > bestFree {
+		if f := p.free(b, lane); f > bestFree {
 			best, bestFree = i, f
 		}
 	}
-	if best < 0 {
-		return -1
+	if best < 0 || lane == LaneOTP {
+		return best
 	}
 	if l := int(p.last.Load()); l != best && l < len(binds) && skip&(1<<l) == 0 {
-		f := binds[l].Free()
-		slack := min((f+binds[l].InUse())/4, 32)
+		f := p.free(binds[l], lane)
+		slack := min((binds[l].Free()+binds[l].InUse())/4, 32)
 		if f > 0 && f >= bestFree-slack {
 			return l
 		}
@@ -93,9 +125,10 @@ type affine struct {
 	last int64        // guarded by Pool.mu: unix nanos of the last segment
 }
 
-// NewPool returns a pool over binds using the MostFree policy.
-func NewPool(name string, binds []Upstream) *Pool {
-	return &Pool{name: name, binds: binds, policy: &MostFree{}, coolUntil: make([]atomic.Int64, len(binds)),
+// NewPool returns a pool over binds using the MostFree policy with otpReserve percent of each
+// bind's window kept for OTP.
+func NewPool(name string, binds []Upstream, otpReserve int) *Pool {
+	return &Pool{name: name, binds: binds, policy: &MostFree{Reserve: otpReserve}, coolUntil: make([]atomic.Int64, len(binds)),
 		concat: map[concatKey]*affine{}}
 }
 
@@ -158,7 +191,7 @@ func (p *Pool) trySend(m *Message) (bool, time.Duration) {
 		}
 	}
 	for {
-		i := p.policy.Pick(p.binds, skip)
+		i := p.policy.Pick(p.binds, skip, m.Lane)
 		if i < 0 {
 			return false, retryIn
 		}

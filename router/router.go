@@ -86,6 +86,7 @@ type Message struct {
 	Dest     uint64 // destination in E.164 as an integer (country code first); 0: not normalised
 	Country  string // ISO 3166 region of Dest ("DE"); "" unknown
 	Operator string // operator Dest belongs to; "" unknown
+	Lane     Lane   // priority class; LaneBulk unless a stage says otherwise
 	Trace    *Trace // non-nil in a dry run (explain): stages record their decisions
 
 	r        *Router
@@ -193,7 +194,7 @@ func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 	now := smpp.Now() // the read that brought this PDU: no clock read per message
 	m.now, m.sentAt, m.deadline = now, now, now+int64(r.cfg.MaxWait)
 	m.Pool, m.affine, m.bind = nil, nil, -1
-	m.Dest, m.Country, m.Operator, m.Trace = 0, "", "", nil
+	m.Dest, m.Country, m.Operator, m.Trace, m.Lane = 0, "", "", nil, LaneBulk
 	if rt, ok := m.Account.Value.(*Route); ok {
 		m.Pool = rt.Pool
 	}
@@ -311,6 +312,7 @@ type Explanation struct {
 	Dest     uint64 `json:"dest,omitempty"`
 	Country  string `json:"country,omitempty"`
 	Operator string `json:"operator,omitempty"`
+	Lane     string `json:"lane"`
 }
 
 // Explain runs the stages on pdu (a whole submit_sm) for account as a dry run: nothing is sent,
@@ -336,7 +338,7 @@ func (r *Router) Explain(account *smpp.Account, pdu []byte) (*Explanation, error
 	if m.Pool != nil {
 		ex.Upstream = m.Pool.name
 	}
-	ex.Steps, ex.Dest, ex.Country, ex.Operator = m.Trace.Steps, m.Dest, m.Country, m.Operator
+	ex.Steps, ex.Dest, ex.Country, ex.Operator, ex.Lane = m.Trace.Steps, m.Dest, m.Country, m.Operator, m.Lane.String()
 	if ex.Steps == nil {
 		ex.Steps = []Step{}
 	}

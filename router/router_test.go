@@ -24,7 +24,7 @@ func TestExplainRunsStagesDry(t *testing.T) {
 	ids, _ := NewIDGen(1, "")
 	cfg := DefaultConfig()
 	cfg.IDs, cfg.IDMap, cfg.Stages = ids, NewMemIDMap(time.Hour, 100), []Stage{refuse{"111"}}
-	pool := NewPool("p", nil)
+	pool := NewPool("p", nil, 0)
 	r, err := New(cfg, []*Pool{pool})
 	if err != nil {
 		t.Fatal(err)
