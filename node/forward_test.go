@@ -404,3 +404,32 @@ func TestUpstreamThroughputLimit(t *testing.T) {
 		t.Fatalf("ok %d throttled %d (SMSC accepted %d): want some of each, all answered", ok, throttled, sim.Accepted())
 	}
 }
+
+// TestLongMessageAdmittedWhole: a bind's throughput counts segments, and all parts of a long
+// message are admitted together: with a limit that would hold the second part back longer than
+// max_wait, the message still leaves whole instead of arriving broken.
+func TestLongMessageAdmittedWhole(t *testing.T) {
+	sim := startSim(t, smpptest.Config{})
+	n := startNode(t, sim, func(c *config.Config) {
+		c.Upstreams[0].Binds, c.Upstreams[0].Throughput = 1, 10 // a token every 100 ms
+		c.Router.MaxWait = config.Duration(20 * time.Millisecond)
+	})
+	waitFor(t, "upstream bind", 5*time.Second, n.Ready)
+	e := dialESME(t, n.SMPPAddr(), "demo", "demo", 10)
+	var chans []resultCh
+	for p := byte(1); p <= 3; p++ {
+		s := smpp.Submit{DstTON: 1, DstNPI: 1, DstAddr: []byte("4915112345678"), ESMClass: 0x40,
+			ShortMessage: append([]byte{5, 0, 3, 0x77, 3, p}, "part"...)}
+		chans = append(chans, e.send(smpp.AppendSubmitPDU(nil, smpp.SubmitSM, 1, &s)))
+	}
+	for i, c := range chans {
+		if r := c.Next(t, 5*time.Second); r.Status != smpp.StatusOK {
+			t.Fatalf("part %d: %v; a long message must not be cut by the segment limit", i+1, r.Status)
+		}
+	}
+	// The parts used up the budget: an ordinary message right after must wait for tokens
+	// beyond max_wait and is refused, not sent over the limit.
+	if r := e.submit(gsm("4915112345678", "next")); r.Status != smpp.StatusThrottled {
+		t.Fatalf("message after the long one: %v, want ESME_RTHROTTLED (budget spent)", r.Status)
+	}
+}

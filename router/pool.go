@@ -18,8 +18,9 @@ type Upstream interface {
 	InUse() int
 	// SubmitIn queues pdu (sequence number rewritten) or fails at once with nothing sent
 	// (smpp.ErrNotBound, smpp.ErrWindowFull, smpp.ErrRateLimited). The writer's wake-up is
-	// deferred to b, the calling goroutine's batch (nil: now).
-	SubmitIn(b *smpp.Batch, pdu []byte, w smpp.Waiter) error
+	// deferred to b, the calling goroutine's batch (nil: now); segments is what it costs on the
+	// bind's throughput limit.
+	SubmitIn(b *smpp.Batch, pdu []byte, w smpp.Waiter, segments int) error
 	// Limiter returns the bind's throughput limiter (nil: unlimited).
 	Limiter() *smpp.Limiter
 }
@@ -222,11 +223,11 @@ func (p *Pool) submitOn(m *Message, i int) (bool, time.Duration) {
 		return false, time.Duration(c - m.now)
 	}
 	m.bind = i
-	switch err := p.binds[i].SubmitIn(m.batch, m.PDU, m); err {
+	switch err := p.binds[i].SubmitIn(m.batch, m.PDU, m, m.segments); err {
 	case nil:
 		return true, 0
 	case smpp.ErrRateLimited:
-		return false, max(p.binds[i].Limiter().Delay(1), time.Millisecond)
+		return false, max(p.binds[i].Limiter().Delay(m.segments), time.Millisecond)
 	default:
 		return false, 0
 	}
@@ -279,8 +280,9 @@ func (p *Pool) send(m *Message) bool {
 	}
 }
 
-// affinity returns the affinity record of a concatenated message segment, creating it.
-func (p *Pool) affinity(k *concatKey, now int64) *affine {
+// affinity returns the affinity record of a concatenated message segment, creating it; first
+// reports that this is the first segment seen of the message.
+func (p *Pool) affinity(k *concatKey, now int64) (a *affine, first bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if time.Duration(now-p.swept) > time.Minute {
@@ -291,7 +293,7 @@ func (p *Pool) affinity(k *concatKey, now int64) *affine {
 		}
 		p.swept = now
 	}
-	a := p.concat[*k]
+	a = p.concat[*k]
 	if a == nil {
 		a = &affine{}
 		a.bind.Store(-1)
@@ -302,5 +304,5 @@ func (p *Pool) affinity(k *concatKey, now int64) *affine {
 	if a.seen >= int(k.total) {
 		delete(p.concat, *k) // last segment: later ones with this ref are a new message
 	}
-	return a
+	return a, a.seen == 1
 }

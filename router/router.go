@@ -95,6 +95,7 @@ type Message struct {
 	sentAt   int64       // unix nanos when it was (last) handed to a bind, for the latency histogram
 	now      int64       // unix nanos, the caller's clock reading: no clock read per step
 	bind     int         // index in Pool of the bind it was last sent on
+	segments int         // cost on the bind's throughput limit (all parts of a long message on the first)
 	batch    *smpp.Batch // the running goroutine's batch (see smpp.Batch), nil: none
 }
 
@@ -212,7 +213,16 @@ func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 		k := concatKey{acct: m.Account, ref: c.Ref, total: c.Total}
 		copy(k.src[:], m.Submit.SrcAddr)
 		copy(k.dst[:], m.Submit.DstAddr)
-		m.affine = m.Pool.affinity(&k, now)
+		var first bool
+		m.affine, first = m.Pool.affinity(&k, now)
+		// The operator counts segments: the first part pays for the whole message, so once it
+		// is admitted no later part is held back by the bind's limit and the message arrives whole.
+		m.segments = 0
+		if first {
+			m.segments = int(c.Total)
+		}
+	} else {
+		m.segments = m.Submit.Segments()
 	}
 	if !m.Pool.send(m) {
 		r.finish(m, smpp.StatusThrottled, nil, "max_wait")

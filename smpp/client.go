@@ -181,11 +181,12 @@ func (c *Client) Limiter() *Limiter { return c.limiter }
 
 // Submit sends pdu (a whole submit_sm; its sequence number is replaced, nothing else changes) and
 // reports the outcome to w. A non-nil error means nothing was sent and w will not be called.
-func (c *Client) Submit(pdu []byte, w Waiter) error { return c.SubmitIn(nil, pdu, w) }
+func (c *Client) Submit(pdu []byte, w Waiter) error { return c.SubmitIn(nil, pdu, w, 1) }
 
-// SubmitIn is Submit with the writer's wake-up deferred to b (see Batch); b must belong to the
-// calling goroutine.
-func (c *Client) SubmitIn(b *Batch, pdu []byte, w Waiter) error {
+// SubmitIn is Submit with the writer's wake-up deferred to b (see Batch; b must belong to the
+// calling goroutine) and a throughput cost of segments: the SMS segments this PDU stands for on
+// the bind's limit (0 for a later part of a long message whose parts were admitted together).
+func (c *Client) SubmitIn(b *Batch, pdu []byte, w Waiter, segments int) error {
 	if len(pdu) < HeaderLen {
 		return fmt.Errorf("submit: %d-byte PDU, shorter than a header", len(pdu))
 	}
@@ -198,7 +199,7 @@ func (c *Client) SubmitIn(b *Batch, pdu []byte, w Waiter) error {
 	case len(c.free) == 0:
 		c.mu.Unlock()
 		return ErrWindowFull
-	case !c.limiter.Allow(1):
+	case segments > 0 && !c.limiter.Allow(segments):
 		c.mu.Unlock()
 		return ErrRateLimited
 	}
