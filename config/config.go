@@ -28,6 +28,7 @@ type Config struct {
 	Accounts  []Account  `yaml:"accounts"`
 	Upstreams []Upstream `yaml:"upstreams"`
 	Router    Router     `yaml:"router"`
+	Numbers   Numbers    `yaml:"numbers"`
 	Log       Log        `yaml:"log"`
 }
 
@@ -129,6 +130,28 @@ type Router struct {
 	OTPReservePercent int `yaml:"otp_reserve_percent"`
 }
 
+// Numbers configures number cleaning, operator attribution and operator routing (the
+// "number" pipeline stage).
+type Numbers struct {
+	Enabled        bool          `yaml:"enabled"`
+	DefaultCountry string        `yaml:"default_country"` // ISO 3166 region national numbers belong to; "" none
+	UnknownTON     string        `yaml:"unknown_ton"`     // international | national: how TON 0 digits are read first
+	MinDigits      int           `yaml:"min_digits"`      // fewest digits of a valid number, country code included
+	RangeFiles     []string      `yaml:"range_files"`     // "prefix,operator" CSV files extending the built-in ranges
+	PortFiles      []string      `yaml:"port_files"`      // "msisdn,operator" CSV files of ported numbers
+	Routes         []NumberRoute `yaml:"routes"`          // first match wins
+	Fallback       string        `yaml:"fallback"`        // upstream for unmatched messages; "" the account's own
+	NoRouteStatus  StatusCode    `yaml:"no_route_status"` // answers a message nothing routes
+}
+
+// NumberRoute sends messages matching all its non-empty fields to Upstream.
+type NumberRoute struct {
+	Operator string `yaml:"operator"`
+	Country  string `yaml:"country"`
+	Account  string `yaml:"account"`
+	Upstream string `yaml:"upstream"`
+}
+
 // Log configures logging.
 type Log struct {
 	Level  slog.Level `yaml:"level"`  // debug, info, warn or error
@@ -168,6 +191,8 @@ func Default() *Config {
 			IDMapTTL:          Duration(72 * time.Hour),
 			OTPReservePercent: 10,
 		},
+		Numbers: Numbers{Enabled: true, DefaultCountry: "DE", UnknownTON: "international", MinDigits: 8,
+			RangeFiles: []string{}, PortFiles: []string{}, Routes: []NumberRoute{}, NoRouteStatus: 0x0B},
 		Log: Log{Level: slog.LevelInfo, Format: "text"},
 	}
 }

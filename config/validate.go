@@ -4,11 +4,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/smppd/smppd/router/number"
 )
 
 // SMPP 3.4 limits of C-Octet String fields, without the terminating NUL.
@@ -107,6 +110,25 @@ func (l *loader) validate(c *Config) {
 	l.check("router.in_doubt_status", c.Router.InDoubtStatus != 0, "must not be 0 (ESME_ROK)")
 	l.positive("router.id_map_ttl", c.Router.IDMapTTL)
 	l.between("router.otp_reserve_percent", c.Router.OTPReservePercent, 0, 50)
+
+	nb := &c.Numbers
+	l.check("numbers.default_country", nb.DefaultCountry == "" || number.Region(nb.DefaultCountry),
+		"must be an ISO 3166 region such as DE or CN, got %q", nb.DefaultCountry)
+	l.check("numbers.unknown_ton", nb.UnknownTON == number.UnknownInternational || nb.UnknownTON == number.UnknownNational,
+		"must be %s or %s, got %q", number.UnknownInternational, number.UnknownNational, nb.UnknownTON)
+	l.between("numbers.min_digits", nb.MinDigits, 1, 15)
+	l.check("numbers.no_route_status", nb.NoRouteStatus != 0, "must not be 0 (ESME_ROK)")
+	for _, f := range slices.Concat(nb.RangeFiles, nb.PortFiles) {
+		if _, err := os.Stat(f); err != nil {
+			l.addf("numbers.range_files", "%v", err)
+		}
+	}
+	for i, r := range nb.Routes {
+		p := fmt.Sprintf("numbers.routes[%d]", i)
+		l.check(p+".upstream", upstreams[r.Upstream], "must name an upstream, got %q", r.Upstream)
+		l.check(p+".country", r.Country == "" || number.Region(r.Country), "must be an ISO 3166 region, got %q", r.Country)
+	}
+	l.check("numbers.fallback", nb.Fallback == "" || upstreams[nb.Fallback], "must name an upstream, got %q", nb.Fallback)
 
 	l.check("log.level", slices.Contains([]slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError}, c.Log.Level),
 		"must be debug, info, warn or error, got %s", c.Log.Level)

@@ -41,6 +41,13 @@ func (n *Node) adminHandler() http.Handler {
 	mux.HandleFunc("GET /api/v1/status", n.status)
 	mux.HandleFunc("GET /api/v1/messages/{id}", n.message)
 	mux.HandleFunc("POST /api/v1/explain", n.explain)
+	mux.HandleFunc("POST /api/v1/reload", func(w http.ResponseWriter, _ *http.Request) {
+		if err := n.Reload(); err != nil {
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+	})
 	return mux
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/smppd/smppd/config"
 	"github.com/smppd/smppd/router"
+	"github.com/smppd/smppd/router/number"
 	"github.com/smppd/smppd/smpp"
 )
 
@@ -32,6 +33,7 @@ type Node struct {
 	idmap   *router.MemIDMap
 	clients []*smpp.Client
 	pools   []*router.Pool
+	numbers *number.Stage // nil when numbers.enabled is false
 
 	smppLn, tlsLn, adminLn net.Listener
 	admin                  *http.Server
@@ -65,6 +67,23 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 		byName[u.Name] = pool
 		n.pools = append(n.pools, pool)
 		n.clients = append(n.clients, clients...)
+	}
+
+	if cfg.Numbers.Enabled {
+		nb := &cfg.Numbers
+		nc := number.DefaultConfig()
+		nc.DefaultCountry, nc.UnknownTON, nc.MinDigits = nb.DefaultCountry, nb.UnknownTON, nb.MinDigits
+		nc.RangeFiles, nc.PortFiles, nc.Fallback = nb.RangeFiles, nb.PortFiles, nb.Fallback
+		nc.NoRouteStatus, nc.Logger, nc.Metrics = smpp.Status(nb.NoRouteStatus), log, n.metrics
+		for _, r := range nb.Routes {
+			nc.Routes = append(nc.Routes, number.Rule{Operator: r.Operator, Country: r.Country, Account: r.Account, Pool: r.Upstream})
+		}
+		st, err := number.NewStage(nc, byName)
+		if err != nil {
+			return nil, fmt.Errorf("numbers: %w", err)
+		}
+		n.numbers = st
+		stages = append([]router.Stage{st}, stages...)
 	}
 
 	rc := router.DefaultConfig()
@@ -193,6 +212,20 @@ func addrOf(ln net.Listener) string {
 		return ""
 	}
 	return ln.Addr().String()
+}
+
+// Reload re-reads the files stages load (operator range and port files) and swaps them in
+// atomically; on an error the old data stays and the error names the file and line.
+func (n *Node) Reload() error {
+	if n.numbers == nil {
+		return nil
+	}
+	if err := n.numbers.Reload(); err != nil {
+		n.log.Error("reload failed, keeping the previous data", "err", err)
+		return err
+	}
+	n.log.Info("reloaded", "what", "numbers")
+	return nil
 }
 
 // SMPPAddr is the plain SMPP listener's address ("" if off).

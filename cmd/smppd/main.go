@@ -52,7 +52,17 @@ func run(path string, check bool) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	<-ctx.Done()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for waiting := true; waiting; {
+		select {
+		case <-hup:
+			_ = n.Reload() // logs its outcome; a bad file keeps the old data
+		case <-ctx.Done():
+			waiting = false
+		}
+	}
 	stop() // a second signal kills the process the default way
 	log.Info("signal received, draining")
 	if err := n.Shutdown(context.Background()); err != nil {
