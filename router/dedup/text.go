@@ -99,51 +99,65 @@ func gsm7Ext(c byte) rune {
 	return ' ' // unknown extension: the standard says show as space
 }
 
-// textReader decodes a payload into runes. The zero value reads nothing.
-type textReader struct {
-	p []byte
-	c coding
-}
+// chunk is how many runes are decoded, normalised and hashed at a time, in stack buffers.
+const chunk = 64
 
-// next returns the next rune, or -1 at the end.
-func (t *textReader) next() rune {
-	if len(t.p) == 0 {
-		return -1
+// gsm7Class classifies the runes of gsm7.
+var gsm7Class = func() (t [128]uint8) {
+	for i, r := range gsm7 {
+		t[i] = class(r)
 	}
-	switch t.c {
+	return t
+}()
+
+// decode decodes up to chunk runes of p read as c into rs, their classes into cs, and returns how
+// many, and the rest of p. Malformed input never fails: a lone surrogate is U+FFFD, a trailing odd
+// octet of UCS2 is dropped, an escape at the end of GSM 7-bit is a space.
+func decode(p []byte, c coding, rs *[chunk]rune, cs *[chunk]uint8) (int, []byte) {
+	n := 0
+	switch c {
 	case codingGSM7:
-		b := t.p[0] & 0x7F
-		t.p = t.p[1:]
-		if b == 0x1B {
-			if len(t.p) == 0 {
-				return ' '
-			}
-			b = t.p[0] & 0x7F
-			t.p = t.p[1:]
-			return gsm7Ext(b)
-		}
-		return gsm7[b]
-	case codingUCS2:
-		if len(t.p) < 2 {
-			t.p = nil
-			return -1
-		}
-		r := rune(t.p[0])<<8 | rune(t.p[1])
-		t.p = t.p[2:]
-		if utf16.IsSurrogate(r) {
-			if r < 0xDC00 && len(t.p) >= 2 {
-				r2 := rune(t.p[0])<<8 | rune(t.p[1])
-				if r2 >= 0xDC00 && r2 < 0xE000 {
-					t.p = t.p[2:]
-					return utf16.DecodeRune(r, r2)
+		i := 0
+		for ; i < len(p) && n < chunk; i++ {
+			b := p[i] & 0x7F
+			if b == 0x1B {
+				r := rune(' ')
+				if i+1 < len(p) {
+					i++
+					r = gsm7Ext(p[i] & 0x7F)
 				}
+				rs[n], cs[n] = r, class(r)
+			} else {
+				rs[n], cs[n] = gsm7[b], gsm7Class[b]
 			}
-			return unicode.ReplacementChar
+			n++
 		}
-		return r
+		p = p[i:]
+	case codingUCS2:
+		i := 0
+		for ; i+1 < len(p) && n < chunk; i += 2 {
+			r := rune(p[i])<<8 | rune(p[i+1])
+			if utf16.IsSurrogate(r) {
+				r2 := rune(unicode.ReplacementChar)
+				if r < 0xDC00 && i+3 < len(p) {
+					if r2 = rune(p[i+2])<<8 | rune(p[i+3]); r2 >= 0xDC00 && r2 < 0xE000 {
+						i += 2
+					}
+				}
+				r = utf16.DecodeRune(r, r2) // U+FFFD unless a valid pair
+			}
+			rs[n], cs[n] = r, class(r)
+			n++
+		}
+		if p = p[i:]; len(p) < 2 {
+			p = nil
+		}
 	default: // IA5 and Latin-1: one octet, one code point
-		b := t.p[0]
-		t.p = t.p[1:]
-		return rune(b)
+		m := min(len(p), chunk)
+		for i, b := range p[:m] {
+			rs[i], cs[i] = rune(b), class(rune(b))
+		}
+		n, p = m, p[m:]
 	}
+	return n, p
 }
