@@ -29,6 +29,7 @@ type Config struct {
 	Upstreams []Upstream `yaml:"upstreams"`
 	Router    Router     `yaml:"router"`
 	Numbers   Numbers    `yaml:"numbers"`
+	Content   Content    `yaml:"content"`
 	Log       Log        `yaml:"log"`
 }
 
@@ -144,6 +145,13 @@ type Numbers struct {
 	NoRouteStatus  StatusCode    `yaml:"no_route_status"` // answers a message nothing routes
 }
 
+// Content configures the content filter (the "content" pipeline stage).
+type Content struct {
+	RuleFiles       []string   `yaml:"rule_files"`       // rule files; empty: no content filtering
+	RejectStatus    StatusCode `yaml:"reject_status"`    // status of "reject" rules that name none
+	StripSeparators bool       `yaml:"strip_separators"` // also match keywords spelt "f r e e", "f.r.e.e"
+}
+
 // NumberRoute sends messages matching all its non-empty fields to Upstream.
 type NumberRoute struct {
 	Operator string `yaml:"operator"`
@@ -193,7 +201,8 @@ func Default() *Config {
 		},
 		Numbers: Numbers{Enabled: true, DefaultCountry: "DE", UnknownTON: "international", MinDigits: 8,
 			RangeFiles: []string{}, PortFiles: []string{}, Routes: []NumberRoute{}, NoRouteStatus: 0x0B},
-		Log: Log{Level: slog.LevelInfo, Format: "text"},
+		Content: Content{RuleFiles: []string{}, RejectStatus: 0x45, StripSeparators: true},
+		Log:     Log{Level: slog.LevelInfo, Format: "text"},
 	}
 }
 

@@ -128,6 +128,12 @@ func (l *loader) validate(c *Config) {
 		l.check(p+".upstream", upstreams[r.Upstream], "must name an upstream, got %q", r.Upstream)
 		l.check(p+".country", r.Country == "" || number.Region(r.Country), "must be an ISO 3166 region, got %q", r.Country)
 	}
+	l.check("content.reject_status", c.Content.RejectStatus != 0, "must not be 0 (ESME_ROK)")
+	for i, f := range c.Content.RuleFiles {
+		if _, err := os.Stat(f); err != nil {
+			l.addf(fmt.Sprintf("content.rule_files[%d]", i), "%v", err)
+		}
+	}
 	l.check("numbers.fallback", nb.Fallback == "" || upstreams[nb.Fallback], "must name an upstream, got %q", nb.Fallback)
 
 	l.check("log.level", slices.Contains([]slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError}, c.Log.Level),

@@ -19,6 +19,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/smppd/smppd/config"
 	"github.com/smppd/smppd/router"
+	"github.com/smppd/smppd/router/content"
 	"github.com/smppd/smppd/router/number"
 	"github.com/smppd/smppd/smpp"
 )
@@ -33,7 +34,8 @@ type Node struct {
 	idmap   *router.MemIDMap
 	clients []*smpp.Client
 	pools   []*router.Pool
-	numbers *number.Stage // nil when numbers.enabled is false
+	numbers *number.Stage  // nil when numbers.enabled is false
+	content *content.Stage // nil without content rule files
 
 	smppLn, tlsLn, adminLn net.Listener
 	admin                  *http.Server
@@ -84,6 +86,18 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 		}
 		n.numbers = st
 		stages = append([]router.Stage{st}, stages...)
+	}
+
+	if len(cfg.Content.RuleFiles) > 0 {
+		cc := content.DefaultConfig()
+		cc.Rules, cc.DefaultStatus = cfg.Content.RuleFiles, smpp.Status(cfg.Content.RejectStatus)
+		cc.StripSeparators, cc.Logger, cc.Metrics = cfg.Content.StripSeparators, log, n.metrics
+		st, err := content.NewStage(cc)
+		if err != nil {
+			return nil, fmt.Errorf("content: %w", err)
+		}
+		n.content = st
+		stages = append(stages, st)
 	}
 
 	rc := router.DefaultConfig()
@@ -217,14 +231,22 @@ func addrOf(ln net.Listener) string {
 // Reload re-reads the files stages load (operator range and port files) and swaps them in
 // atomically; on an error the old data stays and the error names the file and line.
 func (n *Node) Reload() error {
-	if n.numbers == nil {
-		return nil
+	var errs []error
+	if n.numbers != nil {
+		if err := n.numbers.Reload(); err != nil {
+			errs = append(errs, fmt.Errorf("numbers: %w", err))
+		}
 	}
-	if err := n.numbers.Reload(); err != nil {
-		n.log.Error("reload failed, keeping the previous data", "err", err)
+	if n.content != nil {
+		if err := n.content.Reload(); err != nil {
+			errs = append(errs, fmt.Errorf("content: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		n.log.Error("reload failed, keeping the previous data where it failed", "err", err)
 		return err
 	}
-	n.log.Info("reloaded", "what", "numbers")
+	n.log.Info("reloaded")
 	return nil
 }
 
