@@ -30,6 +30,7 @@ type Config struct {
 	Router    Router     `yaml:"router"`
 	Numbers   Numbers    `yaml:"numbers"`
 	Content   Content    `yaml:"content"`
+	Lanes     Lanes      `yaml:"lanes"`
 	Log       Log        `yaml:"log"`
 }
 
@@ -152,6 +153,14 @@ type Content struct {
 	StripSeparators bool       `yaml:"strip_separators"` // also match keywords spelt "f r e e", "f.r.e.e"
 }
 
+// Lanes configures OTP recognition (the "lane" pipeline stage).
+type Lanes struct {
+	Enabled      bool     `yaml:"enabled"`
+	OTPAccounts  []string `yaml:"otp_accounts"`  // system_ids whose every message is OTP
+	BulkAccounts []string `yaml:"bulk_accounts"` // system_ids never OTP
+	Templates    []string `yaml:"otp_templates"` // regexps over the lower-cased text
+}
+
 // NumberRoute sends messages matching all its non-empty fields to Upstream.
 type NumberRoute struct {
 	Operator string `yaml:"operator"`
@@ -202,6 +211,7 @@ func Default() *Config {
 		Numbers: Numbers{Enabled: true, DefaultCountry: "DE", UnknownTON: "international", MinDigits: 8,
 			RangeFiles: []string{}, PortFiles: []string{}, Routes: []NumberRoute{}, NoRouteStatus: 0x0B},
 		Content: Content{RuleFiles: []string{}, RejectStatus: 0x45, StripSeparators: true},
+		Lanes:   Lanes{Enabled: true, OTPAccounts: []string{}, BulkAccounts: []string{}, Templates: []string{}},
 		Log:     Log{Level: slog.LevelInfo, Format: "text"},
 	}
 }

@@ -128,6 +128,11 @@ func (l *loader) validate(c *Config) {
 		l.check(p+".upstream", upstreams[r.Upstream], "must name an upstream, got %q", r.Upstream)
 		l.check(p+".country", r.Country == "" || number.Region(r.Country), "must be an ISO 3166 region, got %q", r.Country)
 	}
+	for i, t := range c.Lanes.Templates {
+		if _, err := regexp.Compile(t); err != nil {
+			l.addf(fmt.Sprintf("lanes.otp_templates[%d]", i), "%v", err)
+		}
+	}
 	l.check("content.reject_status", c.Content.RejectStatus != 0, "must not be 0 (ESME_ROK)")
 	for i, f := range c.Content.RuleFiles {
 		if _, err := os.Stat(f); err != nil {

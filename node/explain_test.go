@@ -29,7 +29,8 @@ func TestExplainAPI(t *testing.T) {
 	n := startNode(t, sim, nil)
 	code, body := postExplain(t, n, `{"account":"demo","to":"+4915112345678","text":"验证码 123456"}`)
 	var ex router.Explanation
-	if code != 200 || json.Unmarshal([]byte(body), &ex) != nil || ex.Status != "ESME_ROK" || ex.Upstream != "sim" {
+	if code != 200 || json.Unmarshal([]byte(body), &ex) != nil || ex.Status != "ESME_ROK" || ex.Upstream != "sim" ||
+		ex.Lane != "otp" || ex.Operator == "" || ex.Country != "DE" {
 		t.Fatalf("explain = %d %s", code, body)
 	}
 	if sim.Count() != 0 {

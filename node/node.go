@@ -20,6 +20,7 @@ import (
 	"github.com/smppd/smppd/config"
 	"github.com/smppd/smppd/router"
 	"github.com/smppd/smppd/router/content"
+	"github.com/smppd/smppd/router/lane"
 	"github.com/smppd/smppd/router/number"
 	"github.com/smppd/smppd/smpp"
 )
@@ -97,6 +98,15 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 			return nil, fmt.Errorf("content: %w", err)
 		}
 		n.content = st
+		stages = append(stages, st)
+	}
+
+	if cfg.Lanes.Enabled {
+		st, err := lane.New(lane.Config{OTPAccounts: cfg.Lanes.OTPAccounts, BulkAccounts: cfg.Lanes.BulkAccounts,
+			Templates: cfg.Lanes.Templates, Metrics: n.metrics})
+		if err != nil {
+			return nil, err
+		}
 		stages = append(stages, st)
 	}
 
