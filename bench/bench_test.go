@@ -58,6 +58,9 @@ func newEnv(tb testing.TB, tweak func(*config.Config)) *env {
 	cfg.Accounts[0].MaxBinds, cfg.Accounts[0].Window = 256, 1000
 	u := &cfg.Upstreams[0]
 	u.Address, u.Binds, u.Window = e.sim.Addr(), 4, 2000
+	// The forwarding spine alone: the pipeline stages (number cleaning, lanes, dedup — which
+	// would answer this benchmark's identical messages without forwarding them) are off.
+	cfg.Numbers.Enabled, cfg.Lanes.Enabled, cfg.Dedup.Enabled = false, false, false
 	if tweak != nil {
 		tweak(cfg)
 	}

@@ -31,6 +31,7 @@ type Config struct {
 	Numbers   Numbers    `yaml:"numbers"`
 	Content   Content    `yaml:"content"`
 	Lanes     Lanes      `yaml:"lanes"`
+	Dedup     Dedup      `yaml:"dedup"`
 	Log       Log        `yaml:"log"`
 }
 
@@ -161,6 +162,20 @@ type Lanes struct {
 	Templates    []string `yaml:"otp_templates"` // regexps over the lower-cased text
 }
 
+// Dedup configures duplicate and near-duplicate detection (the "dedup" pipeline stage).
+type Dedup struct {
+	Enabled      bool       `yaml:"enabled"`
+	Window       Duration   `yaml:"window"`        // a resubmit within this is a duplicate
+	MaxEntries   int        `yaml:"max_entries"`   // keys remembered (about 60 bytes each)
+	Policy       string     `yaml:"policy"`        // return_original | reject
+	RejectStatus StatusCode `yaml:"reject_status"` // policy reject: the status
+	NearEnabled  bool       `yaml:"near_enabled"`  // limit floods of near-identical texts per account
+	NearMax      int        `yaml:"near_max"`      // messages per near_window alike within near_distance bits
+	NearWindow   Duration   `yaml:"near_window"`   //
+	NearDistance int        `yaml:"near_distance"` // SimHash Hamming distance that counts as alike (0..7)
+	NearStatus   StatusCode `yaml:"near_status"`   // status past near_max
+}
+
 // NumberRoute sends messages matching all its non-empty fields to Upstream.
 type NumberRoute struct {
 	Operator string `yaml:"operator"`
@@ -212,7 +227,9 @@ func Default() *Config {
 			RangeFiles: []string{}, PortFiles: []string{}, Routes: []NumberRoute{}, NoRouteStatus: 0x0B},
 		Content: Content{RuleFiles: []string{}, RejectStatus: 0x45, StripSeparators: true},
 		Lanes:   Lanes{Enabled: true, OTPAccounts: []string{}, BulkAccounts: []string{}, Templates: []string{}},
-		Log:     Log{Level: slog.LevelInfo, Format: "text"},
+		Dedup: Dedup{Enabled: true, Window: Duration(10 * time.Minute), MaxEntries: 1 << 20, Policy: "return_original",
+			RejectStatus: 0x45, NearMax: 1000, NearWindow: Duration(10 * time.Minute), NearDistance: 3, NearStatus: 0x58},
+		Log: Log{Level: slog.LevelInfo, Format: "text"},
 	}
 }
 

@@ -133,6 +133,15 @@ func (l *loader) validate(c *Config) {
 			l.addf(fmt.Sprintf("lanes.otp_templates[%d]", i), "%v", err)
 		}
 	}
+	d := &c.Dedup
+	l.positive("dedup.window", d.Window)
+	l.between("dedup.max_entries", d.MaxEntries, 1024, 1<<28)
+	l.check("dedup.policy", d.Policy == "return_original" || d.Policy == "reject", "must be return_original or reject, got %q", d.Policy)
+	l.check("dedup.reject_status", d.RejectStatus != 0, "must not be 0 (ESME_ROK)")
+	l.between("dedup.near_max", d.NearMax, 1, 1<<30)
+	l.positive("dedup.near_window", d.NearWindow)
+	l.between("dedup.near_distance", d.NearDistance, 0, 7)
+	l.check("dedup.near_status", d.NearStatus != 0, "must not be 0 (ESME_ROK)")
 	l.check("content.reject_status", c.Content.RejectStatus != 0, "must not be 0 (ESME_ROK)")
 	for i, f := range c.Content.RuleFiles {
 		if _, err := os.Stat(f); err != nil {

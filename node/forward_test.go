@@ -118,7 +118,7 @@ func TestThrottleRetried(t *testing.T) {
 	}
 	sim.SetFaults(smpptest.Faults{Status: smpp.StatusMsgQFull, StatusEvery: 2})
 	for i := 0; i < 4; i++ {
-		if r := e.submit(gsm("4915112345678", "hi")); r.Status != smpp.StatusOK {
+		if r := e.submit(gsm("4915112345678", fmt.Sprint("hi ", i))); r.Status != smpp.StatusOK {
 			t.Fatalf("msgqfull retry: got %v", r.Status)
 		}
 	}
@@ -276,7 +276,7 @@ func TestConcatSameBindInOrder(t *testing.T) {
 			for m := 0; m < msgs; m++ {
 				for p := 1; p <= parts; p++ {
 					s := smpp.Submit{DstTON: 1, DstNPI: 1, DstAddr: []byte(fmt.Sprintf("49151%04d", m)), ESMClass: 0x40,
-						ShortMessage: append([]byte{5, 0, 3, byte(c*msgs + m), parts, byte(p)}, 'x')}
+						ShortMessage: append([]byte{5, 0, 3, byte(c*msgs + m), parts, byte(p)}, byte('a'+c))}
 					chans = append(chans, e.send(smpp.AppendSubmitPDU(nil, smpp.SubmitSM, 1, &s)))
 				}
 			}

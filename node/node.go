@@ -20,6 +20,7 @@ import (
 	"github.com/smppd/smppd/config"
 	"github.com/smppd/smppd/router"
 	"github.com/smppd/smppd/router/content"
+	"github.com/smppd/smppd/router/dedup"
 	"github.com/smppd/smppd/router/lane"
 	"github.com/smppd/smppd/router/number"
 	"github.com/smppd/smppd/smpp"
@@ -110,6 +111,25 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 		stages = append(stages, st)
 	}
 
+	if d := &cfg.Dedup; d.Enabled {
+		dc := dedup.DefaultConfig()
+		dc.Window, dc.MaxEntries, dc.RejectStatus = time.Duration(d.Window), d.MaxEntries, smpp.Status(d.RejectStatus)
+		if d.Policy == "reject" {
+			dc.Policy = dedup.Reject
+		}
+		// An original may stay in flight for max_wait plus the upstream's answer time.
+		dc.InFlightTimeout = max(dc.InFlightTimeout, 2*time.Duration(cfg.Router.MaxWait)+maxResponseTimeout(cfg))
+		dc.NearDup = dedup.DefaultNearConfig()
+		dc.NearDup.Enabled, dc.NearDup.Max, dc.NearDup.Window = d.NearEnabled, d.NearMax, time.Duration(d.NearWindow)
+		dc.NearDup.MaxDistance, dc.NearDup.Status = d.NearDistance, smpp.Status(d.NearStatus)
+		dc.Metrics = n.metrics
+		st, err := dedup.NewStage(dc)
+		if err != nil {
+			return nil, fmt.Errorf("dedup: %w", err)
+		}
+		stages = append(stages, st)
+	}
+
 	rc := router.DefaultConfig()
 	rc.MaxWait = time.Duration(cfg.Router.MaxWait)
 	rc.InDoubtStatus = smpp.Status(cfg.Router.InDoubtStatus)
@@ -140,6 +160,14 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 	}
 	n.server.SetAccounts(accts)
 	return n, nil
+}
+
+func maxResponseTimeout(cfg *config.Config) time.Duration {
+	var d time.Duration
+	for _, u := range cfg.Upstreams {
+		d = max(d, time.Duration(u.ResponseTimeout))
+	}
+	return d
 }
 
 func (n *Node) newPool(u *config.Upstream) (*router.Pool, []*smpp.Client, error) {

@@ -52,6 +52,20 @@ func (c *Config) Validate() error {
 type Verdict struct {
 	Status smpp.Status // non-zero: answer the client with this status, do not forward
 	Rule   string      // what decided, for logs and metrics (no phone numbers)
+	// Reply answers ESME_ROK with MessageID, an id smppd issued before (the original of a
+	// duplicate), and forwards nothing.
+	Reply     bool
+	MessageID uint64
+	// Hold: the stage keeps m; the router does nothing more with it until the stage calls
+	// m.OriginalDone (which answers it, or runs it on from this stage).
+	Hold bool
+}
+
+// Finisher is a Stage that wants every message's outcome: Finish is called once per message,
+// just before it is recycled, with the status the client was answered and, with ESME_ROK, its
+// message_id (0 otherwise). It runs on whatever goroutine answers and must not block.
+type Finisher interface {
+	Finish(m *Message, status smpp.Status, messageID uint64)
 }
 
 // Stage is one step of the submit_sm pipeline (filters, dedup, priority, routing…).
@@ -88,6 +102,10 @@ type Message struct {
 	Operator string // operator Dest belongs to; "" unknown
 	Lane     Lane   // priority class; LaneBulk unless a stage says otherwise
 	Trace    *Trace // non-nil in a dry run (explain): stages record their decisions
+	// DupKey is the dedup stage's key for m, valid when HasDupKey (m is an original whose
+	// outcome it wants through Finish).
+	DupKey    [2]uint64
+	HasDupKey bool
 
 	r        *Router
 	affine   *affine
@@ -96,6 +114,7 @@ type Message struct {
 	now      int64       // unix nanos, the caller's clock reading: no clock read per step
 	bind     int         // index in Pool of the bind it was last sent on
 	segments int         // cost on the bind's throughput limit (all parts of a long message on the first)
+	held     int         // index of the stage that returned Hold
 	batch    *smpp.Batch // the running goroutine's batch (see smpp.Batch), nil: none
 }
 
@@ -120,14 +139,15 @@ func (m *Message) Explain(stage, format string, args ...any) {
 // Router implements smpp.Handler: it runs the stages and forwards every submit_sm upstream with
 // pass-through acknowledgment, answering the client only once the upstream answered.
 type Router struct {
-	cfg   Config
-	log   *slog.Logger
-	pools map[string]*Pool
-	m     *routerMetrics
-	msgs  sync.Pool
-	retry chan *Message
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	cfg       Config
+	finishers []Finisher // the stages that implement Finisher
+	log       *slog.Logger
+	pools     map[string]*Pool
+	m         *routerMetrics
+	msgs      sync.Pool
+	retry     chan *Message
+	stop      chan struct{}
+	wg        sync.WaitGroup
 
 	closeOnce sync.Once
 }
@@ -150,6 +170,11 @@ func New(cfg Config, pools []*Pool) (*Router, error) {
 		r.pools[p.name] = p
 	}
 	r.msgs.New = func() any { return &Message{r: r, PDU: make([]byte, 0, 512)} }
+	for _, st := range cfg.Stages {
+		if f, ok := st.(Finisher); ok {
+			r.finishers = append(r.finishers, f)
+		}
+	}
 	return r, nil
 }
 
@@ -171,7 +196,7 @@ func (r *Router) Close() {
 		select {
 		case m := <-r.retry:
 			m.batch = nil
-			r.finish(m, smpp.StatusThrottled, nil, "shutdown")
+			r.finish(m, smpp.StatusThrottled, 0, "shutdown")
 		default:
 			return
 		}
@@ -196,19 +221,46 @@ func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 	m.now, m.sentAt, m.deadline = now, now, now+int64(r.cfg.MaxWait)
 	m.Pool, m.affine, m.bind = nil, nil, -1
 	m.Dest, m.Country, m.Operator, m.Trace, m.Lane = 0, "", "", nil, LaneBulk
+	m.HasDupKey = false
 	if rt, ok := m.Account.Value.(*Route); ok {
 		m.Pool = rt.Pool
 	}
-	for _, st := range r.cfg.Stages {
-		if v := st.Process(m); v.Status != smpp.StatusOK {
-			r.finish(m, v.Status, nil, st.Name())
-			return
+	if !r.runStages(m, 0) {
+		return
+	}
+	r.prepare(m, now)
+	if !m.Pool.send(m) {
+		r.finish(m, smpp.StatusThrottled, 0, "max_wait")
+	}
+}
+
+// runStages runs the stages from index from; false means m is answered or held (and must not
+// be touched any more).
+func (r *Router) runStages(m *Message, from int) bool {
+	for i := from; i < len(r.cfg.Stages); i++ {
+		st := r.cfg.Stages[i]
+		switch v := st.Process(m); {
+		case v.Hold:
+			m.held = i
+			return false
+		case v.Reply:
+			r.finish(m, smpp.StatusOK, v.MessageID, st.Name())
+			return false
+		case v.Status != smpp.StatusOK:
+			r.finish(m, v.Status, 0, st.Name())
+			return false
 		}
 	}
 	if m.Pool == nil {
-		r.finish(m, smpp.StatusInvDstAddr, nil, "no_route")
-		return
+		r.finish(m, smpp.StatusInvDstAddr, 0, "no_route")
+		return false
 	}
+	return true
+}
+
+// prepare sets m's bind affinity (segments of one message stay on one bind) and its cost on
+// the bind's throughput limit; now is the caller's clock reading.
+func (r *Router) prepare(m *Message, now int64) {
 	if c, ok := m.Submit.Concat(); ok {
 		k := concatKey{acct: m.Account, ref: c.Ref, total: c.Total}
 		copy(k.src[:], m.Submit.SrcAddr)
@@ -224,8 +276,32 @@ func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 	} else {
 		m.segments = m.Submit.Segments()
 	}
-	if !m.Pool.send(m) {
-		r.finish(m, smpp.StatusThrottled, nil, "max_wait")
+}
+
+// OriginalDone is called by the dedup stage for a message it held because it duplicates an
+// original still in flight: accepted answers it with the original's id; otherwise it runs on
+// from the stage that held it as a message of its own. Not on a read loop, so nothing blocks:
+// what cannot be sent at once goes to the retry queue.
+func (m *Message) OriginalDone(messageID uint64, accepted bool) {
+	r := m.r
+	m.batch = nil
+	if accepted {
+		r.finish(m, smpp.StatusOK, messageID, "duplicate")
+		return
+	}
+	now := time.Now().UnixNano()
+	m.now, m.sentAt, m.deadline = now, now, now+int64(r.cfg.MaxWait)
+	if !r.runStages(m, m.held) {
+		return
+	}
+	r.prepare(m, now)
+	if ok, _ := m.Pool.trySend(m); ok {
+		return
+	}
+	select {
+	case r.retry <- m:
+	default:
+		r.finish(m, smpp.StatusThrottled, 0, "retry_queue_full")
 	}
 }
 
@@ -246,13 +322,13 @@ func (m *Message) SubmitDone(b *smpp.Batch, status smpp.Status, upstreamID []byt
 		// The bind logs one warning per event with the count; each message is a debug line.
 		r.log.Debug("submit in doubt: upstream outcome unknown, not resent", "upstream", m.Pool.name,
 			"system_id", m.Account.SystemID, "seq", m.Seq, "err", err)
-		r.finish(m, r.cfg.InDoubtStatus, nil, "in_doubt")
+		r.finish(m, r.cfg.InDoubtStatus, 0, "in_doubt")
 	case status == smpp.StatusThrottled || status == smpp.StatusMsgQFull:
 		r.m.retry(m.Pool, status).Inc()
 		m.now, m.sentAt = now, now
 		m.Pool.cool(m.bind, now, r.cfg.ThrottleBackoff)
 		if now > m.deadline {
-			r.finish(m, smpp.StatusThrottled, nil, "max_wait")
+			r.finish(m, smpp.StatusThrottled, 0, "max_wait")
 			return
 		}
 		if ok, _ := m.Pool.trySend(m); ok {
@@ -261,7 +337,7 @@ func (m *Message) SubmitDone(b *smpp.Batch, status smpp.Status, upstreamID []byt
 		select {
 		case r.retry <- m:
 		default:
-			r.finish(m, smpp.StatusThrottled, nil, "retry_queue_full")
+			r.finish(m, smpp.StatusThrottled, 0, "retry_queue_full")
 		}
 	case status == smpp.StatusOK:
 		id, err := r.cfg.IDs.NextAt(now)
@@ -269,26 +345,36 @@ func (m *Message) SubmitDone(b *smpp.Batch, status smpp.Status, upstreamID []byt
 			// The upstream accepted it but we cannot issue an id: tell the client the truth
 			// (outcome unknown to it) rather than an id that might repeat.
 			r.log.Error("message accepted upstream but no message_id can be issued", "err", err)
-			r.finish(m, r.cfg.InDoubtStatus, nil, "id_lease")
+			r.finish(m, r.cfg.InDoubtStatus, 0, "id_lease")
 			return
 		}
 		r.cfg.IDMap.Put(id, m.Pool.name, upstreamID)
-		var buf [16]byte
-		FormatID(&buf, id)
-		r.finish(m, smpp.StatusOK, buf[:], "")
+		r.finish(m, smpp.StatusOK, id, "")
 	default:
-		r.finish(m, status, nil, "upstream")
+		r.finish(m, status, 0, "upstream")
 	}
 }
 
-// finish answers the client, counts the outcome and recycles m.
-func (r *Router) finish(m *Message, status smpp.Status, id []byte, why string) {
-	m.Session.RespondIn(m.batch, m.Seq, status, id)
+// finish answers the client (with message_id id on ESME_ROK), tells the Finisher stages, counts
+// the outcome and recycles m.
+func (r *Router) finish(m *Message, status smpp.Status, id uint64, why string) {
+	var buf [16]byte
+	var idText []byte
+	if status == smpp.StatusOK {
+		FormatID(&buf, id)
+		idText = buf[:]
+	} else {
+		id = 0
+	}
+	m.Session.RespondIn(m.batch, m.Seq, status, idText)
+	for _, f := range r.finishers {
+		f.Finish(m, status, id)
+	}
 	r.m.submit(m.Account.SystemID, m.Pool, status).Inc()
 	if why != "" && why != "upstream" && status != smpp.StatusOK {
 		r.log.Debug("submit refused", "system_id", m.Account.SystemID, "status", status.String(), "by", why)
 	}
-	m.Session, m.Account, m.Pool, m.affine, m.batch = nil, nil, nil, nil, nil
+	m.Session, m.Account, m.Pool, m.affine, m.batch, m.HasDupKey = nil, nil, nil, nil, nil, false
 	if cap(m.PDU) > 4096 {
 		m.PDU = make([]byte, 0, 512)
 	}
@@ -307,7 +393,7 @@ func (r *Router) retryLoop() {
 			now := time.Now().UnixNano()
 			m.now, m.sentAt = now, now
 			if !m.Pool.send(m) {
-				r.finish(m, smpp.StatusThrottled, nil, "max_wait")
+				r.finish(m, smpp.StatusThrottled, 0, "max_wait")
 			}
 		}
 	}
@@ -337,7 +423,8 @@ func (r *Router) Explain(account *smpp.Account, pdu []byte) (*Explanation, error
 	}
 	ex := &Explanation{Status: smpp.StatusOK.String()}
 	for _, st := range r.cfg.Stages {
-		if v := st.Process(m); v.Status != smpp.StatusOK {
+		v := st.Process(m)
+		if v.Status != smpp.StatusOK || v.Reply || v.Hold {
 			ex.Status, ex.Rule = v.Status.String(), v.Rule
 			break
 		}
