@@ -17,6 +17,11 @@ import (
 // with the same submit_sm. Submitting and answering allocate nothing.
 type Load struct {
 	conns []*conn
+	// Vary, if > 0, is the offset in the PDU of 8 bytes each submit overwrites with a hex
+	// counter unique within the run (connection and message number), so no two messages are
+	// alike: for measuring stages such as dedup, which would otherwise answer most of them as
+	// duplicates without forwarding.
+	Vary int
 }
 
 // conn is one ESME bind of a Load. Its window is a channel of preallocated slots: a submit takes
@@ -168,9 +173,9 @@ func (l *Load) Run(pdu []byte, n int, timeout time.Duration) Result {
 	defer t.Stop()
 	var wg sync.WaitGroup
 	start := time.Now()
-	for _, c := range l.conns {
+	for i, c := range l.conns {
 		wg.Add(1)
-		go func() { defer wg.Done(); c.drive(pdu, abort) }()
+		go func() { defer wg.Done(); c.drive(pdu, abort, l.Vary, i) }()
 	}
 	wg.Wait()
 	r.Elapsed = time.Since(start)
@@ -192,7 +197,10 @@ func (l *Load) Run(pdu []byte, n int, timeout time.Duration) Result {
 
 // drive submits len(c.lat) times keeping the window full, then waits for the last answers by
 // taking every slot back.
-func (c *conn) drive(pdu []byte, abort <-chan struct{}) {
+func (c *conn) drive(pdu []byte, abort <-chan struct{}, vary, index int) {
+	if vary > 0 {
+		pdu = append([]byte(nil), pdu...) // this connection's copy, rewritten per submit
+	}
 	take := func() *slot {
 		select {
 		case s := <-c.free:
@@ -202,10 +210,17 @@ func (c *conn) drive(pdu []byte, abort <-chan struct{}) {
 			return nil
 		}
 	}
-	for range len(c.lat) {
+	for n := range len(c.lat) {
 		s := take()
 		if s == nil {
 			return
+		}
+		if vary > 0 {
+			v := uint32(index)<<24 | uint32(n)
+			for k := 7; k >= 0; k-- {
+				pdu[vary+k] = "0123456789abcdef"[v&0xF]
+				v >>= 4
+			}
 		}
 		s.sent = time.Since(c.epoch)
 		if err := c.c.Submit(pdu, s); err != nil {
