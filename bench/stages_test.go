@@ -110,6 +110,7 @@ func BenchmarkPipeline(b *testing.B) {
 	text := []byte(strings.Repeat("smppd benchmark message, 160 GSM characters. ", 4)[:160])
 	acct := &smpp.Account{SystemID: "demo", Value: &router.Route{Pool: pool}}
 	m := &router.Message{Account: acct}
+	dst := []byte("4915112345678")
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
@@ -118,7 +119,7 @@ func BenchmarkPipeline(b *testing.B) {
 			text[159-k] = "0123456789abcdef"[v&0xF]
 			v >>= 4
 		}
-		m.Submit = smpp.Submit{DstTON: 1, DstNPI: 1, DstAddr: []byte("4915112345678"), ShortMessage: text}
+		m.Submit = smpp.Submit{DstTON: 1, DstNPI: 1, DstAddr: dst, ShortMessage: text}
 		m.Pool, m.Lane, m.HasDupKey = pool, router.LaneBulk, false
 		for _, st := range stages {
 			if v := st.Process(m); v.Status != 0 || v.Hold || v.Reply {
