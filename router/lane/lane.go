@@ -19,6 +19,7 @@ import (
 
 	"github.com/smppd/smppd/router"
 	"github.com/smppd/smppd/router/content"
+	"github.com/smppd/smppd/smpp"
 )
 
 // DefaultKeywords are the words that, next to a code, make a message a verification code.
@@ -126,6 +127,9 @@ func (s *Stage) classify(m *router.Message) string {
 	case s.otp[id]:
 		return "account"
 	}
+	if len(s.templates) == 0 && !s.rawCode(&m.Submit) {
+		return "" // no code in the text: no need to decode it
+	}
 	b := s.scratch.Get().(*buf)
 	defer s.scratch.Put(b)
 	b.runes, _ = content.AppendText(b.runes[:0], &m.Submit, false)
@@ -142,6 +146,27 @@ func (s *Stage) classify(m *router.Message) string {
 		return "content"
 	}
 	return ""
+}
+
+// rawCode reports a code in the undecoded payload: digits are the same octets in GSM7 (unpacked),
+// IA5 and Latin-1, and 0x00 0x3X in UCS2.
+func (s *Stage) rawCode(sub *smpp.Submit) bool {
+	p := content.UserData(sub)
+	if sub.DataCoding&0xEF == 0x08 { // UCS2
+		n := 0
+		for i := 0; i+1 <= len(p); i += 2 {
+			if i+1 < len(p) && p[i] == 0 && p[i+1] >= '0' && p[i+1] <= '9' {
+				n++
+				continue
+			}
+			if n >= s.min && n <= s.max {
+				return true
+			}
+			n = 0
+		}
+		return n >= s.min && n <= s.max
+	}
+	return s.hasCode(p)
 }
 
 // hasCode reports a run of min..max ASCII digits not part of a longer run.
