@@ -239,9 +239,9 @@ func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 func (r *Router) runStages(m *Message, from int) bool {
 	for i := from; i < len(r.cfg.Stages); i++ {
 		st := r.cfg.Stages[i]
+		m.held = i // before Process: once a stage holds m, its outcome may resume it at once
 		switch v := st.Process(m); {
 		case v.Hold:
-			m.held = i
 			return false
 		case v.Reply:
 			r.finish(m, smpp.StatusOK, v.MessageID, st.Name())
