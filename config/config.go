@@ -22,17 +22,18 @@ import (
 
 // Config is the whole smppd configuration.
 type Config struct {
-	Node      Node       `yaml:"node"`
-	Listen    Listen     `yaml:"listen"`
-	Server    Server     `yaml:"server"`
-	Accounts  []Account  `yaml:"accounts"`
-	Upstreams []Upstream `yaml:"upstreams"`
-	Router    Router     `yaml:"router"`
-	Numbers   Numbers    `yaml:"numbers"`
-	Content   Content    `yaml:"content"`
-	Lanes     Lanes      `yaml:"lanes"`
-	Dedup     Dedup      `yaml:"dedup"`
-	Log       Log        `yaml:"log"`
+	Node       Node       `yaml:"node"`
+	Listen     Listen     `yaml:"listen"`
+	Server     Server     `yaml:"server"`
+	Accounts   []Account  `yaml:"accounts"`
+	Upstreams  []Upstream `yaml:"upstreams"`
+	Router     Router     `yaml:"router"`
+	Numbers    Numbers    `yaml:"numbers"`
+	Content    Content    `yaml:"content"`
+	Lanes      Lanes      `yaml:"lanes"`
+	Dedup      Dedup      `yaml:"dedup"`
+	Recipients Recipients `yaml:"recipients"`
+	Log        Log        `yaml:"log"`
 }
 
 // Node identifies this smppd instance.
@@ -176,6 +177,13 @@ type Dedup struct {
 	NearStatus   StatusCode `yaml:"near_status"`   // status past near_max
 }
 
+// Recipients configures the per-recipient cap (the "recipient" pipeline stage).
+type Recipients struct {
+	DailyCap   int        `yaml:"daily_cap"`   // non-OTP messages per number per UTC day; 0: no cap
+	MaxEntries int        `yaml:"max_entries"` // numbers tracked per day
+	Status     StatusCode `yaml:"status"`      // answers a message over the cap
+}
+
 // NumberRoute sends messages matching all its non-empty fields to Upstream.
 type NumberRoute struct {
 	Operator string `yaml:"operator"`
@@ -225,8 +233,9 @@ func Default() *Config {
 		},
 		Numbers: Numbers{Enabled: true, DefaultCountry: "DE", UnknownTON: "international", MinDigits: 8,
 			RangeFiles: []string{}, PortFiles: []string{}, Routes: []NumberRoute{}, NoRouteStatus: 0x0B},
-		Content: Content{RuleFiles: []string{}, RejectStatus: 0x45, StripSeparators: true},
-		Lanes:   Lanes{Enabled: true, OTPAccounts: []string{}, BulkAccounts: []string{}, Templates: []string{}},
+		Content:    Content{RuleFiles: []string{}, RejectStatus: 0x45, StripSeparators: true},
+		Lanes:      Lanes{Enabled: true, OTPAccounts: []string{}, BulkAccounts: []string{}, Templates: []string{}},
+		Recipients: Recipients{DailyCap: 0, MaxEntries: 1 << 22, Status: 0x45},
 		Dedup: Dedup{Enabled: true, Window: Duration(10 * time.Minute), MaxEntries: 1 << 20, Policy: "return_original",
 			RejectStatus: 0x45, NearMax: 1000, NearWindow: Duration(10 * time.Minute), NearDistance: 3, NearStatus: 0x58},
 		Log: Log{Level: slog.LevelInfo, Format: "text"},

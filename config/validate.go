@@ -133,6 +133,9 @@ func (l *loader) validate(c *Config) {
 			l.addf(fmt.Sprintf("lanes.otp_templates[%d]", i), "%v", err)
 		}
 	}
+	l.between("recipients.daily_cap", c.Recipients.DailyCap, 0, 1<<20)
+	l.between("recipients.max_entries", c.Recipients.MaxEntries, 16, 1<<28)
+	l.check("recipients.status", c.Recipients.Status != 0, "must not be 0 (ESME_ROK)")
 	d := &c.Dedup
 	l.positive("dedup.window", d.Window)
 	l.between("dedup.max_entries", d.MaxEntries, 1024, 1<<28)

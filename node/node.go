@@ -23,6 +23,7 @@ import (
 	"github.com/smppd/smppd/router/dedup"
 	"github.com/smppd/smppd/router/lane"
 	"github.com/smppd/smppd/router/number"
+	"github.com/smppd/smppd/router/recipient"
 	"github.com/smppd/smppd/smpp"
 )
 
@@ -126,6 +127,15 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 		st, err := dedup.NewStage(dc)
 		if err != nil {
 			return nil, fmt.Errorf("dedup: %w", err)
+		}
+		stages = append(stages, st)
+	}
+
+	if rc := &cfg.Recipients; rc.DailyCap > 0 {
+		st, err := recipient.New(recipient.Config{DailyCap: rc.DailyCap, MaxEntries: rc.MaxEntries,
+			Status: smpp.Status(rc.Status), Metrics: n.metrics})
+		if err != nil {
+			return nil, err
 		}
 		stages = append(stages, st)
 	}
