@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -84,6 +85,15 @@ type Stage interface {
 // Route is an account's routing data (smpp.Account.Value): its default pool.
 type Route struct {
 	Pool *Pool
+
+	// ok caches the account's ESME_ROK counters per pool (copy-on-write), so the common outcome
+	// is counted without the metrics map's lock.
+	ok atomic.Pointer[[]poolCounter]
+}
+
+type poolCounter struct {
+	pool *Pool
+	c    *metrics.Counter
 }
 
 // Message is one client submit_sm on its way through the router. It is pooled: nothing may
@@ -370,7 +380,7 @@ func (r *Router) finish(m *Message, status smpp.Status, id uint64, why string) {
 	for _, f := range r.finishers {
 		f.Finish(m, status, id)
 	}
-	r.m.submit(m.Account.SystemID, m.Pool, status).Inc()
+	r.count(m, status)
 	if why != "" && why != "upstream" && status != smpp.StatusOK {
 		r.log.Debug("submit refused", "system_id", m.Account.SystemID, "status", status.String(), "by", why)
 	}
@@ -379,6 +389,32 @@ func (r *Router) finish(m *Message, status smpp.Status, id uint64, why string) {
 		m.PDU = make([]byte, 0, 512)
 	}
 	r.msgs.Put(m)
+}
+
+// count counts a client-visible outcome; ESME_ROK through the account's cache.
+func (r *Router) count(m *Message, status smpp.Status) {
+	rt, _ := m.Account.Value.(*Route)
+	if status != smpp.StatusOK || rt == nil {
+		r.m.submit(m.Account.SystemID, m.Pool, status).Inc()
+		return
+	}
+	cur := rt.ok.Load()
+	if cur != nil {
+		for _, pc := range *cur {
+			if pc.pool == m.Pool {
+				pc.c.Inc()
+				return
+			}
+		}
+	}
+	c := r.m.submit(m.Account.SystemID, m.Pool, status)
+	c.Inc()
+	var next []poolCounter
+	if cur != nil {
+		next = append(next, *cur...)
+	}
+	next = append(next, poolCounter{m.Pool, c})
+	rt.ok.CompareAndSwap(cur, &next) // a lost race only means one more miss later
 }
 
 // retryLoop resends messages an upstream throttled, each until its deadline.
