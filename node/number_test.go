@@ -94,7 +94,11 @@ func TestNumberCleaningAndRouting(t *testing.T) {
 	if ex := explain(); ex.Operator != "OtherCo" {
 		t.Fatalf("after a bad reload operator %q, want the old data kept", ex.Operator)
 	}
-	if _, m := httpGet(t, n, "/metrics"); !strings.Contains(m, `smppd_stage_decisions_total{stage="number",decision="invalid_destination"`) {
+	_, m := httpGet(t, n, "/metrics")
+	if !strings.Contains(m, `smppd_stage_decisions_total{stage="number",decision="invalid_destination"`) {
 		t.Error("/metrics lacks the number stage's decisions")
+	}
+	if !strings.Contains(m, `smppd_pipeline_decisions_total{system_id="demo",stage="number",rule="invalid_destination"} 3`) {
+		t.Error("/metrics lacks the per-account count of refusals by stage and rule")
 	}
 }

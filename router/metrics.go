@@ -18,7 +18,10 @@ type routerMetrics struct {
 	retries  map[submitKey]*metrics.Counter // guarded by mu
 	inDoubts map[string]*metrics.Counter    // guarded by mu
 	lat      map[string]*metrics.Histogram  // guarded by mu
+	stages   map[stageKey]*metrics.Counter  // guarded by mu
 }
+
+type stageKey struct{ account, stage, rule string }
 
 type submitKey struct {
 	account, upstream string
@@ -27,7 +30,7 @@ type submitKey struct {
 
 func newRouterMetrics(set *metrics.Set, pools []*Pool) *routerMetrics {
 	m := &routerMetrics{set: set, submits: map[submitKey]*metrics.Counter{}, retries: map[submitKey]*metrics.Counter{},
-		inDoubts: map[string]*metrics.Counter{}, lat: map[string]*metrics.Histogram{}}
+		inDoubts: map[string]*metrics.Counter{}, lat: map[string]*metrics.Histogram{}, stages: map[stageKey]*metrics.Counter{}}
 	for _, p := range pools {
 		p := p
 		set.GetOrCreateGauge(fmt.Sprintf(`smppd_upstream_window_in_use{upstream=%q}`, p.name), func() float64 { return float64(p.InUse()) })
@@ -77,6 +80,24 @@ func (m *routerMetrics) submit(account string, p *Pool, st smpp.Status) *metrics
 // retry counts an upstream "slow down" answer that was retried.
 func (m *routerMetrics) retry(p *Pool, st smpp.Status) *metrics.Counter {
 	return m.counter(m.retries, submitKey{"", poolName(p), st}, `smppd_upstream_retries_total{%.0supstream=%q,status=%q}`)
+}
+
+// decision counts a stage's refusal, reply or hold of an account's message, by rule.
+func (m *routerMetrics) decision(account, stage, rule string) *metrics.Counter {
+	k := stageKey{account, stage, rule}
+	m.mu.RLock()
+	c := m.stages[k]
+	m.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c = m.stages[k]; c == nil {
+		c = m.set.GetOrCreateCounter(fmt.Sprintf(`smppd_pipeline_decisions_total{system_id=%q,stage=%q,rule=%q}`, account, stage, rule))
+		m.stages[k] = c
+	}
+	return c
 }
 
 func (m *routerMetrics) inDoubt(p *Pool) *metrics.Counter {

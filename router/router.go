@@ -252,11 +252,14 @@ func (r *Router) runStages(m *Message, from int) bool {
 		m.held = i // before Process: once a stage holds m, its outcome may resume it at once
 		switch v := st.Process(m); {
 		case v.Hold:
+			r.m.decision(m.Account.SystemID, st.Name(), v.Rule).Inc()
 			return false
 		case v.Reply:
+			r.m.decision(m.Account.SystemID, st.Name(), v.Rule).Inc()
 			r.finish(m, smpp.StatusOK, v.MessageID, st.Name())
 			return false
 		case v.Status != smpp.StatusOK:
+			r.m.decision(m.Account.SystemID, st.Name(), v.Rule).Inc()
 			r.finish(m, v.Status, 0, st.Name())
 			return false
 		}
