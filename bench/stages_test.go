@@ -120,7 +120,7 @@ func BenchmarkPipeline(b *testing.B) {
 			v >>= 4
 		}
 		m.Submit = smpp.Submit{DstTON: 1, DstNPI: 1, DstAddr: dst, ShortMessage: text}
-		m.Pool, m.Lane, m.HasDupKey = pool, router.LaneBulk, false
+		m.Pool, m.Lane, m.HasDupKey, m.TextDone = pool, router.LaneBulk, false, false
 		for _, st := range stages {
 			if v := st.Process(m); v.Status != 0 || v.Hold || v.Reply {
 				b.Fatalf("%s refused: %+v", st.Name(), v)

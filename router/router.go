@@ -112,6 +112,11 @@ type Message struct {
 	Operator string // operator Dest belongs to; "" unknown
 	Lane     Lane   // priority class; LaneBulk unless a stage says otherwise
 	Trace    *Trace // non-nil in a dry run (explain): stages record their decisions
+	// Text is m's decoded text, filled once by the first stage that needs it (content.TextOf)
+	// when TextDone; TextCoding is the content package's Coding of it.
+	Text       []rune
+	TextCoding uint8
+	TextDone   bool
 	// DupKey is the dedup stage's key for m, valid when HasDupKey (m is an original whose
 	// outcome it wants through Finish).
 	DupKey    [2]uint64
@@ -231,7 +236,7 @@ func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 	m.now, m.sentAt, m.deadline = now, now, now+int64(r.cfg.MaxWait)
 	m.Pool, m.affine, m.bind = nil, nil, -1
 	m.Dest, m.Country, m.Operator, m.Trace, m.Lane = 0, "", "", nil, LaneBulk
-	m.HasDupKey = false
+	m.HasDupKey, m.TextDone = false, false
 	if rt, ok := m.Account.Value.(*Route); ok {
 		m.Pool = rt.Pool
 	}
@@ -390,6 +395,9 @@ func (r *Router) finish(m *Message, status smpp.Status, id uint64, why string) {
 	m.Session, m.Account, m.Pool, m.affine, m.batch, m.HasDupKey = nil, nil, nil, nil, nil, false
 	if cap(m.PDU) > 4096 {
 		m.PDU = make([]byte, 0, 512)
+	}
+	if cap(m.Text) > 4096 {
+		m.Text = nil
 	}
 	r.msgs.Put(m)
 }

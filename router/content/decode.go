@@ -4,6 +4,7 @@ import (
 	"slices"
 	"unicode/utf8"
 
+	"github.com/smppd/smppd/router"
 	"github.com/smppd/smppd/smpp"
 )
 
@@ -95,6 +96,22 @@ func UserData(s *smpp.Submit) []byte {
 // AppendText appends the characters of s's message to dst and tells how it was read; for a
 // coding that is not text (binary, unsupported) it appends nothing. packed: see CodingOf.
 func AppendText(dst []rune, s *smpp.Submit, packed bool) ([]rune, Coding) {
+	return appendText(dst, s, packed)
+}
+
+// TextOf returns m's decoded text, decoding it into m.Text the first time a stage asks, so the
+// stages of one message decode it once (packed as for AppendText; the first caller's choice
+// holds for the message).
+func TextOf(m *router.Message, packed bool) ([]rune, Coding) {
+	if !m.TextDone {
+		var c Coding
+		m.Text, c = appendText(m.Text[:0], &m.Submit, packed)
+		m.TextCoding, m.TextDone = uint8(c), true
+	}
+	return m.Text, Coding(m.TextCoding)
+}
+
+func appendText(dst []rune, s *smpp.Submit, packed bool) ([]rune, Coding) {
 	c := CodingOf(s.DataCoding, packed)
 	if c == CodingGSM7Packed {
 		p := s.Payload()

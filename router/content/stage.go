@@ -75,7 +75,13 @@ func (s *Stage) Process(m *router.Message) router.Verdict {
 			return router.Verdict{}
 		}
 	}
-	d := s.f.CheckSubmit(&m.Submit)
+	var d Decision
+	if text, c := TextOf(m, s.f.cfg.PackedGSM7); c.Text() {
+		d = s.f.Check(text)
+		d.Coding = c
+	} else {
+		d = Decision{Action: Skip, Coding: c}
+	}
 	if m.Trace != nil { // dry run: explain, count nothing
 		s.explain(m, &d)
 		return d.Verdict()

@@ -49,8 +49,7 @@ type Stage struct {
 }
 
 type buf struct {
-	runes []rune
-	text  []byte
+	text []byte
 }
 
 // New builds the stage; errors name the template that does not compile.
@@ -86,7 +85,7 @@ func New(cfg Config) (*Stage, error) {
 		s.byOTP[why] = cfg.Metrics.GetOrCreateCounter(fmt.Sprintf(`smppd_stage_decisions_total{stage="lane",decision="otp",by=%q}`, why))
 	}
 	s.byBulk = cfg.Metrics.GetOrCreateCounter(`smppd_stage_decisions_total{stage="lane",decision="bulk",by="default"}`)
-	s.scratch.New = func() any { return &buf{runes: make([]rune, 0, 256), text: make([]byte, 0, 512)} }
+	s.scratch.New = func() any { return &buf{text: make([]byte, 0, 512)} }
 	return s, nil
 }
 
@@ -132,9 +131,9 @@ func (s *Stage) classify(m *router.Message) string {
 	}
 	b := s.scratch.Get().(*buf)
 	defer s.scratch.Put(b)
-	b.runes, _ = content.AppendText(b.runes[:0], &m.Submit, false)
+	runes, _ := content.TextOf(m, false) // decoded once per message, shared with the content stage
 	b.text = b.text[:0]
-	for _, r := range b.runes {
+	for _, r := range runes {
 		b.text = utf8.AppendRune(b.text, unicode.ToLower(r))
 	}
 	for _, re := range s.templates {
