@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"reflect"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -33,6 +34,7 @@ type Config struct {
 	Lanes      Lanes      `yaml:"lanes"`
 	Dedup      Dedup      `yaml:"dedup"`
 	Recipients Recipients `yaml:"recipients"`
+	QuietHours QuietHours `yaml:"quiet_hours"`
 	Log        Log        `yaml:"log"`
 }
 
@@ -184,6 +186,28 @@ type Recipients struct {
 	Status     StatusCode `yaml:"status"`      // answers a message over the cap
 }
 
+// QuietHours configures holding marketing back at night in the recipient's local time.
+type QuietHours struct {
+	Enabled  bool       `yaml:"enabled"`
+	Start    string     `yaml:"start"`    // "21:00" local time
+	End      string     `yaml:"end"`      // "08:00"; before start: the window wraps midnight
+	Accounts []string   `yaml:"accounts"` // marketing accounts it applies to; empty: every account
+	Zones    []string   `yaml:"zones"`    // "REGION=IANA zone" overrides, e.g. "US=America/Chicago"
+	Status   StatusCode `yaml:"status"`   // answers a held-back message
+}
+
+// ZoneMap returns the zone overrides as a map; entries that are not REGION=ZONE are left out
+// (Validate reports them).
+func (q *QuietHours) ZoneMap() map[string]string {
+	m := map[string]string{}
+	for _, z := range q.Zones {
+		if r, zone, ok := strings.Cut(z, "="); ok {
+			m[r] = zone
+		}
+	}
+	return m
+}
+
 // NumberRoute sends messages matching all its non-empty fields to Upstream.
 type NumberRoute struct {
 	Operator string `yaml:"operator"`
@@ -236,6 +260,8 @@ func Default() *Config {
 		Content:    Content{RuleFiles: []string{}, RejectStatus: 0x45, StripSeparators: true},
 		Lanes:      Lanes{Enabled: true, OTPAccounts: []string{}, BulkAccounts: []string{}, Templates: []string{}},
 		Recipients: Recipients{DailyCap: 0, MaxEntries: 1 << 22, Status: 0x45},
+		QuietHours: QuietHours{Enabled: false, Start: "21:00", End: "08:00", Accounts: []string{},
+			Zones: []string{}, Status: 0x58},
 		Dedup: Dedup{Enabled: true, Window: Duration(10 * time.Minute), MaxEntries: 1 << 20, Policy: "return_original",
 			RejectStatus: 0x45, NearMax: 1000, NearWindow: Duration(10 * time.Minute), NearDistance: 3, NearStatus: 0x58},
 		Log: Log{Level: slog.LevelInfo, Format: "text"},

@@ -8,10 +8,12 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/smppd/smppd/router/number"
+	"github.com/smppd/smppd/router/quiet"
 )
 
 // SMPP 3.4 limits of C-Octet String fields, without the terminating NUL.
@@ -136,6 +138,16 @@ func (l *loader) validate(c *Config) {
 	l.between("recipients.daily_cap", c.Recipients.DailyCap, 0, 1<<20)
 	l.between("recipients.max_entries", c.Recipients.MaxEntries, 16, 1<<28)
 	l.check("recipients.status", c.Recipients.Status != 0, "must not be 0 (ESME_ROK)")
+	for i, z := range c.QuietHours.Zones {
+		r, _, ok := strings.Cut(z, "=")
+		l.check(fmt.Sprintf("quiet_hours.zones[%d]", i), ok && number.Region(r), "want REGION=IANA zone such as US=America/Chicago, got %q", z)
+	}
+	if q := &c.QuietHours; q.Enabled {
+		if _, err := quiet.New(quiet.Config{Start: q.Start, End: q.End, Zones: q.ZoneMap()}); err != nil {
+			l.addf("quiet_hours", "%v", err)
+		}
+	}
+	l.check("quiet_hours.status", c.QuietHours.Status != 0, "must not be 0 (ESME_ROK)")
 	d := &c.Dedup
 	l.positive("dedup.window", d.Window)
 	l.between("dedup.max_entries", d.MaxEntries, 1024, 1<<28)

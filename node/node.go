@@ -23,6 +23,7 @@ import (
 	"github.com/smppd/smppd/router/dedup"
 	"github.com/smppd/smppd/router/lane"
 	"github.com/smppd/smppd/router/number"
+	"github.com/smppd/smppd/router/quiet"
 	"github.com/smppd/smppd/router/recipient"
 	"github.com/smppd/smppd/smpp"
 )
@@ -112,6 +113,14 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 		stages = append(stages, st)
 	}
 
+	if q := &cfg.QuietHours; q.Enabled {
+		st, err := quiet.New(quiet.Config{Start: q.Start, End: q.End, Accounts: q.Accounts, Zones: q.ZoneMap(),
+			Status: smpp.Status(q.Status), Metrics: n.metrics})
+		if err != nil {
+			return nil, err
+		}
+		stages = append(stages, st)
+	}
 	if d := &cfg.Dedup; d.Enabled {
 		dc := dedup.DefaultConfig()
 		dc.Window, dc.MaxEntries, dc.RejectStatus = time.Duration(d.Window), d.MaxEntries, smpp.Status(d.RejectStatus)
