@@ -15,7 +15,9 @@ build:
 	$(GO) build -o $(BIN)/smscsim ./cmd/smscsim
 
 # Starts the SMSC simulator on 127.0.0.1:2776 and one smppd node with configs/dev.yaml.
-# Ctrl-C stops both (smppd drains first).
+# Ctrl-C (or SIGTERM to the process group) reaches smppd, which drains and exits; then the
+# simulator is stopped. The shell does not forward the signal: a second one would make smppd
+# stop at once instead of draining.
 run: build
 	@mkdir -p $(DATA)
 	@echo "smscsim: upstream SMSC simulator on 127.0.0.1:2776"
@@ -24,7 +26,7 @@ run: build
 	@echo "         try: $(BIN)/smppctl send --to 4915112345678 --text hello"
 	@$(BIN)/smscsim -addr 127.0.0.1:2776 -receipt-delay 1s & sim=$$!; \
 	  trap 'kill $$sim 2>/dev/null; wait $$sim 2>/dev/null' EXIT; \
-	  trap 'kill -TERM $$smppd 2>/dev/null' INT TERM; \
+	  trap ':' INT TERM; \
 	  $(BIN)/smppd -config configs/dev.yaml & smppd=$$!; \
 	  wait $$smppd; wait $$smppd
 
