@@ -68,14 +68,24 @@ func get(args []string, name string, path func(*flag.FlagSet) string) error {
 	fs := flag.NewFlagSet(name, flag.ExitOnError)
 	admin := fs.String("admin", "127.0.0.1:8775", "smppd admin HTTP address")
 	_ = fs.Parse(args)
+	return call(http.MethodGet, "http://"+*admin+path(fs), nil)
+}
+
+// call sends one admin API request, prints the answer and fails on a status other than 200.
+func call(method, url string, body []byte) error {
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
 	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get("http://" + *admin + path(fs))
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	os.Stdout.Write(body)
+	out, _ := io.ReadAll(resp.Body)
+	os.Stdout.Write(out)
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("%s", resp.Status)
 	}
@@ -199,16 +209,5 @@ func explain(args []string) error {
 	text := fs.String("text", "", "message text (required)")
 	_ = fs.Parse(args)
 	body, _ := json.Marshal(map[string]string{"account": *acct, "to": *to, "from": *from, "text": *text})
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Post("http://"+*admin+"/api/v1/explain", "application/json", bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	out, _ := io.ReadAll(resp.Body)
-	os.Stdout.Write(out)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s", resp.Status)
-	}
-	return nil
+	return call(http.MethodPost, "http://"+*admin+"/api/v1/explain", body)
 }
