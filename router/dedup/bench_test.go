@@ -60,9 +60,10 @@ func BenchmarkSimHashGSM7_160(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(p)))
+	s := &smpp.Submit{DataCoding: codingGSM7, ShortMessage: p}
 	var fp uint64
 	for b.Loop() {
-		fp, _ = simhashText(p, codingGSM7)
+		fp, _ = Fingerprint(s)
 	}
 	_ = fp
 }
@@ -74,9 +75,10 @@ func BenchmarkSimHashUCS2_70(b *testing.B) {
 	}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(p)))
+	s := &smpp.Submit{DataCoding: codingUCS2, ShortMessage: p}
 	var fp uint64
 	for b.Loop() {
-		fp, _ = simhashText(p, codingUCS2)
+		fp, _ = Fingerprint(s)
 	}
 	_ = fp
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"github.com/linxGnu/gosmpp/data"
+
 	"github.com/smppd/smppd/router"
 	"github.com/smppd/smppd/smpp"
 )
@@ -22,26 +24,13 @@ func newClock() *clock {
 func (c *clock) Now() int64              { return c.t.Load() }
 func (c *clock) Advance(d time.Duration) { c.t.Add(int64(d)) }
 
-// gsm7 encodes s in the unpacked GSM 03.38 default alphabet (with the extension table); it
+// gsm7Bytes encodes s in the unpacked GSM 03.38 default alphabet (with the extension table); it
 // fails the test on a character outside it.
 func gsm7Bytes(tb testing.TB, s string) []byte {
 	tb.Helper()
-	var b []byte
-next:
-	for _, r := range s {
-		for i, g := range gsm7 {
-			if g == r && i != 0x1B {
-				b = append(b, byte(i))
-				continue next
-			}
-		}
-		for c := 0; c < 128; c++ {
-			if gsm7Ext(byte(c)) == r && r != ' ' {
-				b = append(b, 0x1B, byte(c))
-				continue next
-			}
-		}
-		tb.Fatalf("%q: %q is not in the GSM 7-bit alphabet", s, r)
+	b, err := data.GSM7BIT.Encode(s)
+	if back, _ := data.GSM7BIT.Decode(b); err != nil || back != s {
+		tb.Fatalf("%q is not all in the GSM 7-bit alphabet", s)
 	}
 	return b
 }

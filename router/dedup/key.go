@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/smppd/smppd/router"
+	"github.com/smppd/smppd/router/content"
 	"github.com/zeebo/xxh3"
 )
 
@@ -72,9 +73,9 @@ func keyOf(m *router.Message, withRef bool) Key {
 		}
 	}
 
-	c := codingOf(s.DataCoding)
+	c := content.CodingOf(s.DataCoding, false)
 	b = append(b, tagCoding, byte(c))
-	if c == codingOther {
+	if c == content.CodingUnsupported {
 		b = append(b, s.DataCoding)
 	}
 

@@ -2,8 +2,11 @@ package dedup
 
 import (
 	"math/bits"
+	"sync"
 	"unicode"
 
+	"github.com/smppd/smppd/router"
+	"github.com/smppd/smppd/router/content"
 	"github.com/smppd/smppd/smpp"
 )
 
@@ -281,28 +284,24 @@ func (h *simhasher) sum() (fp uint64, ok bool) {
 	return fp, true
 }
 
-// simhashText fingerprints the text in p (no user data header) read as coding c.
-func simhashText(p []byte, c coding) (uint64, bool) {
-	return simhashTrace(p, c, nil)
-}
+// chunk is how many runes are classified, normalised and hashed at a time, in stack buffers.
+const chunk = 64
 
-func simhashTrace(p []byte, c coding, trace *[]rune) (uint64, bool) {
-	switch c {
-	case codingGSM7, codingIA5, codingLatin1, codingUCS2:
-	default:
-		return 0, false
-	}
+// simhashRunes fingerprints decoded text; trace, if not nil, receives the normalised stream.
+func simhashRunes(rs []rune, trace *[]rune) (uint64, bool) {
 	var (
 		h   = simhasher{trace: trace}
 		z   normaliser
-		in  [chunk]rune
 		cs  [chunk]uint8
 		out [2 * chunk]rune
 	)
-	for len(p) > 0 {
-		var n int
-		n, p = decode(p, c, &in, &cs)
-		h.add(out[:z.run(in[:n], cs[:n], out[:])])
+	for len(rs) > 0 {
+		in := rs[:min(len(rs), chunk)]
+		rs = rs[len(in):]
+		for i, r := range in {
+			cs[i] = class(r)
+		}
+		h.add(out[:z.run(in, cs[:len(in)], out[:])])
 	}
 	if r := z.end(); r >= 0 {
 		out[0] = r
@@ -311,22 +310,31 @@ func simhashTrace(p []byte, c coding, trace *[]rune) (uint64, bool) {
 	return h.sum()
 }
 
+// runeBufs holds decode buffers for Fingerprint.
+var runeBufs = sync.Pool{New: func() any { b := make([]rune, 0, 256); return &b }}
+
 // Fingerprint returns the SimHash of s's text: the payload (short_message or message_payload)
-// without its user data header, decoded per data_coding. ok is false for binary or undecoded
-// alphabets and for empty texts: such messages are not near-duplicate checked.
+// without its user data header, decoded per data_coding by the content package. ok is false for
+// binary or undecoded alphabets and for empty texts: such messages are not near-duplicate checked.
 func Fingerprint(s *smpp.Submit) (fp uint64, ok bool) {
-	return simhashText(userData(s), codingOf(s.DataCoding))
+	b := runeBufs.Get().(*[]rune)
+	defer runeBufs.Put(b)
+	rs, c := content.AppendText((*b)[:0], s, false)
+	*b = rs[:0]
+	if !c.Text() {
+		return 0, false
+	}
+	return simhashRunes(rs, nil)
+}
+
+// fingerprintOf is Fingerprint over the message's text as the pipeline decoded it once.
+func fingerprintOf(m *router.Message) (uint64, bool) {
+	rs, c := content.TextOf(m, false)
+	if !c.Text() {
+		return 0, false
+	}
+	return simhashRunes(rs, nil)
 }
 
 // Distance is the Hamming distance between two fingerprints.
 func Distance(a, b uint64) int { return bits.OnesCount64(a ^ b) }
-
-// userData returns s's payload without the user data header (when UDHI is set and the header is
-// well formed).
-func userData(s *smpp.Submit) []byte {
-	p := s.Payload()
-	if s.ESMClass&0x40 != 0 && len(p) > 0 && int(p[0])+1 <= len(p) {
-		return p[int(p[0])+1:]
-	}
-	return p
-}

@@ -4,52 +4,24 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/smppd/smppd/router/content"
 	"github.com/smppd/smppd/smpp"
 )
 
-func TestDecode(t *testing.T) {
-	tests := []struct {
-		name string
-		p    []byte
-		c    coding
-		want string
-	}{
-		{"GSM7 letters and digits", []byte{0x48, 0x69, 0x20, 0x31, 0x32}, codingGSM7, "Hi 12"},
-		{"GSM7 national letters", []byte{0x5B, 0x7C, 0x1E, 0x04, 0x7F}, codingGSM7, "Äößèà"},
-		{"GSM7 extension table", []byte{0x1B, 0x65, 0x35, 0x1B, 0x28, 0x1B, 0x29}, codingGSM7, "€5{}"},
-		{"GSM7 escape at the end", []byte{0x41, 0x1B}, codingGSM7, "A "},
-		{"GSM7 @ and Greek", []byte{0x00, 0x10, 0x13}, codingGSM7, "@ΔΓ"},
-		{"UCS2 Chinese", ucs2("验证码"), codingUCS2, "验证码"},
-		{"UCS2 surrogate pair", ucs2("ok 😀!"), codingUCS2, "ok 😀!"},
-		{"UCS2 lone high surrogate", []byte{0xD8, 0x3D, 0x00, 0x41}, codingUCS2, "\uFFFDA"},
-		{"UCS2 lone low surrogate", []byte{0xDE, 0x00, 0x00, 0x41}, codingUCS2, "\uFFFDA"},
-		{"UCS2 odd trailing octet", []byte{0x00, 0x41, 0x00}, codingUCS2, "A"},
-		{"Latin-1", []byte{0x63, 0x61, 0x66, 0xE9}, codingLatin1, "café"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var (
-				rs  [chunk]rune
-				cs  [chunk]uint8
-				got []rune
-			)
-			for p := tt.p; len(p) > 0; {
-				var n int
-				n, p = decode(p, tt.c, &rs, &cs)
-				got = append(got, rs[:n]...)
-			}
-			if string(got) != tt.want {
-				t.Fatalf("got %q, want %q", string(got), tt.want)
-			}
-		})
-	}
-}
+// data_coding values the tests send text in.
+const (
+	codingGSM7   byte = 0x00
+	codingIA5    byte = 0x01
+	codingLatin1 byte = 0x03
+	codingUCS2   byte = 0x08
+)
 
 // normalised returns the stream s (sent as UCS2) is fingerprinted from, markNumber as '#' and
 // markName as '@'.
 func normalised(s string) string {
 	var trace []rune
-	simhashTrace(ucs2(s), codingUCS2, &trace)
+	rs, _ := content.AppendText(nil, &smpp.Submit{DataCoding: codingUCS2, ShortMessage: ucs2(s)}, false)
+	simhashRunes(rs, &trace)
 	for i, r := range trace {
 		switch r {
 		case markNumber:
@@ -87,7 +59,7 @@ func TestNormalise(t *testing.T) {
 	}
 }
 
-func fp(t *testing.T, text string, c coding) uint64 {
+func fp(t *testing.T, text string, c byte) uint64 {
 	t.Helper()
 	var p []byte
 	switch c {
@@ -98,7 +70,7 @@ func fp(t *testing.T, text string, c coding) uint64 {
 	default:
 		p = []byte(text)
 	}
-	f, ok := simhashText(p, c)
+	f, ok := Fingerprint(&smpp.Submit{DataCoding: c, TLVs: smpp.AppendTLV(nil, smpp.TagMessagePayload, p)})
 	if !ok {
 		t.Fatalf("%q: no fingerprint", text)
 	}
@@ -120,7 +92,7 @@ func TestSimHashDistance(t *testing.T) {
 	tests := []struct {
 		name string
 		a, b string
-		c    coding
+		c    byte
 		near bool
 	}{
 		{"one-time codes", "Your code is 1234", "Your code is 987654", codingGSM7, true},

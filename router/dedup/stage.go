@@ -126,7 +126,7 @@ func (s *Stage) Decide(m *router.Message, w Waiter) Decision {
 		return s.duplicate(key, orig, w != nil)
 	}
 	if s.near != nil {
-		if fp, ok := Fingerprint(&m.Submit); ok && !s.near.Allow(Tag(m, s.near.perDest), fp) {
+		if fp, ok := fingerprintOf(m); ok && !s.near.Allow(Tag(m, s.near.perDest), fp) {
 			s.x.Failed(key) // it does not go: a resubmission later is not a duplicate
 			s.flood.Inc()
 			return Decision{Action: Refuse, Status: s.near.status, Key: key, Rule: RuleNearDuplicateFlood}
@@ -162,7 +162,7 @@ func (s *Stage) dryRun(m *router.Message, key Key, canWait bool) Decision {
 		return d
 	}
 	if s.near != nil {
-		if fp, ok := Fingerprint(&m.Submit); ok && !s.near.Peek(Tag(m, s.near.perDest), fp) {
+		if fp, ok := fingerprintOf(m); ok && !s.near.Peek(Tag(m, s.near.perDest), fp) {
 			m.Explain(s.Name(), "%s: fingerprint %016x over the limit: refuse %s", RuleNearDuplicateFlood, fp, s.near.status)
 			return Decision{Action: Refuse, Status: s.near.status, Key: key, Rule: RuleNearDuplicateFlood}
 		}
