@@ -2,7 +2,6 @@ package dedup
 
 import (
 	"math/bits"
-	"sync"
 	"unicode"
 
 	"github.com/smppd/smppd/router"
@@ -310,17 +309,12 @@ func simhashRunes(rs []rune, trace *[]rune) (uint64, bool) {
 	return h.sum()
 }
 
-// runeBufs holds decode buffers for Fingerprint.
-var runeBufs = sync.Pool{New: func() any { b := make([]rune, 0, 256); return &b }}
-
 // Fingerprint returns the SimHash of s's text: the payload (short_message or message_payload)
 // without its user data header, decoded per data_coding by the content package. ok is false for
 // binary or undecoded alphabets and for empty texts: such messages are not near-duplicate checked.
 func Fingerprint(s *smpp.Submit) (fp uint64, ok bool) {
-	b := runeBufs.Get().(*[]rune)
-	defer runeBufs.Put(b)
-	rs, c := content.AppendText((*b)[:0], s, false)
-	*b = rs[:0]
+	var buf [1024]rune // on the stack: an SMS, or a long message_payload, fits
+	rs, c := content.AppendText(buf[:0], s, false)
 	if !c.Text() {
 		return 0, false
 	}
