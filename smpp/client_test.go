@@ -54,10 +54,7 @@ func startClient(t *testing.T, addr string, mod func(*smpp.ClientConfig)) *smpp.
 	return c
 }
 
-type (
-	outcome = smpptest.Outcome
-	waiter  = smpptest.Outcomes
-)
+type waiter = smpptest.Outcomes
 
 func submitPDU(dst string) []byte {
 	return smpp.AppendSubmitPDU(nil, smpp.SubmitSM, 0, &smpp.Submit{SrcAddr: []byte("12345"), DstTON: 1, DstNPI: 1,

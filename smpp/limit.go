@@ -72,10 +72,3 @@ func (l *Limiter) Delay(n int) time.Duration {
 	return time.Duration((need - l.tokens) / l.rate * float64(time.Second))
 }
 
-// Rate returns the configured tokens per second (0 for nil).
-func (l *Limiter) Rate() float64 {
-	if l == nil {
-		return 0
-	}
-	return l.rate
-}

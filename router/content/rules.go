@@ -360,7 +360,7 @@ func checkCategory(c string) error {
 	}
 	for i := 0; i < len(c); i++ {
 		if b := c[i]; !(b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b == '_' || b == '-' || b == '.') {
-			return errors.New("use only a-z, 0-9, _, - and .")
+			return errors.New("use only a-z, 0-9, _, - and dots")
 		}
 	}
 	return nil

@@ -145,11 +145,11 @@ func TestStageDryRunExplainsAndCountsNothing(t *testing.T) {
 
 func TestStageSegments(t *testing.T) {
 	seg := segSubmit(t, 0, 7, 2, 1, gsm(t, "Get free money"))
-	s, set := newStage(t, stageRules)
+	s, _ := newStage(t, stageRules)
 	if v := s.Process(message(seg)); v.Status != 0x45 {
 		t.Fatalf("segment judged on its own: %+v", v)
 	}
-	s, set = newStage(t, stageRules, func(c *Config) { c.JudgeSegments = false })
+	s, set := newStage(t, stageRules, func(c *Config) { c.JudgeSegments = false })
 	if v := s.Process(message(seg)); v.Status != 0 {
 		t.Fatalf("segment judged although JudgeSegments is off: %+v", v)
 	}

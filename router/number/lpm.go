@@ -157,5 +157,3 @@ func (t *lpm) lookup(n uint64, d int) uint16 {
 	return p.val
 }
 
-// segments returns how many segments the table holds (for tests and sizing).
-func (t *lpm) segments() int { return len(t.segs) }
