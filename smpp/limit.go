@@ -71,4 +71,3 @@ func (l *Limiter) Delay(n int) time.Duration {
 	}
 	return time.Duration((need - l.tokens) / l.rate * float64(time.Second))
 }
-

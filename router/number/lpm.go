@@ -156,4 +156,3 @@ func (t *lpm) lookup(n uint64, d int) uint16 {
 	}
 	return p.val
 }
-
