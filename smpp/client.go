@@ -39,9 +39,10 @@ type ClientConfig struct {
 	// OnFree is called (from the client's goroutines, must not block) when window frees up or
 	// the bind comes up.
 	OnFree func()
-	// OnDeliver receives a deliver_sm; it must answer with RespondDeliver. nil: deliver_sm is
-	// answered ESME_RX_T_APPN (temporary error, so the SMSC keeps and retries it).
-	OnDeliver func(c *Client, seq uint32, pdu []byte)
+	// OnDeliver receives a deliver_sm (pdu, header included, valid only during the call) on the
+	// bind's read loop; it must not block and must answer, now or later, with RespondDeliver.
+	// nil: deliver_sm is answered ESME_RX_T_APPN (temporary error, so the SMSC keeps and retries it).
+	OnDeliver func(c *Client, ref DeliverRef, pdu []byte)
 }
 
 // DefaultClientConfig returns the per-upstream defaults documented in configs/dev.yaml.
@@ -440,7 +441,7 @@ func (c *Client) readLoop(cc *clientConn) error {
 		case EnquireLinkResp:
 		case DeliverSM:
 			if c.cfg.OnDeliver != nil {
-				c.cfg.OnDeliver(c, h.Seq, frame)
+				c.cfg.OnDeliver(c, DeliverRef{cc: cc, Seq: h.Seq}, frame)
 			} else {
 				_ = cc.w.appendPDU(DeliverSMResp, StatusTempAppErr, h.Seq, nil)
 			}
@@ -499,15 +500,23 @@ func (c *Client) watchdog(cc *clientConn, stop <-chan struct{}) {
 	}
 }
 
-// RespondDeliver answers a deliver_sm received through OnDeliver.
-func (c *Client) RespondDeliver(seq uint32, status Status) error {
+// DeliverRef names a deliver_sm received through OnDeliver: its sequence number on the
+// connection it came on.
+type DeliverRef struct {
+	cc  *clientConn
+	Seq uint32
+}
+
+// RespondDeliver answers a deliver_sm received through OnDeliver. If the connection it came on
+// is gone, nothing is sent (ErrNotBound): the SMSC did not get an answer and sends it again.
+func (c *Client) RespondDeliver(ref DeliverRef, status Status) error {
 	c.mu.Lock()
 	cc := c.conn
 	c.mu.Unlock()
-	if cc == nil {
+	if cc == nil || cc != ref.cc {
 		return ErrNotBound
 	}
-	return cc.w.appendPDU(DeliverSMResp, status, seq, nil)
+	return cc.w.appendPDU(DeliverSMResp, status, ref.Seq, nil)
 }
 
 // Close stops taking submits, waits until in-flight submits are answered or ctx ends (those

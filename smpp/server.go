@@ -27,6 +27,7 @@ type ServerConfig struct {
 	EnquireLinkInterval time.Duration // idle this long: we send enquire_link
 	ResponseTimeout     time.Duration // our request unanswered this long: close; also the write timeout
 	MaxSessions         int
+	OutboundWindow      int // requests of ours (Session.Request) outstanding per session
 	Logger              *slog.Logger
 	Metrics             *metrics.Set // nil: metrics.NewSet() of its own
 
@@ -39,7 +40,7 @@ type ServerConfig struct {
 func DefaultServerConfig() ServerConfig {
 	return ServerConfig{SystemID: "smppd", MaxPDUSize: 65536, BindTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, EnquireLinkInterval: 30 * time.Second,
-		ResponseTimeout: 10 * time.Second, MaxSessions: 10000}
+		ResponseTimeout: 10 * time.Second, MaxSessions: 10000, OutboundWindow: 10}
 }
 
 // Validate reports the first invalid field.
@@ -51,6 +52,8 @@ func (c *ServerConfig) Validate() error {
 		return errors.New("timeouts must be positive")
 	case c.MaxSessions < 1:
 		return fmt.Errorf("max_sessions: must be at least 1, got %d", c.MaxSessions)
+	case c.OutboundWindow < 1:
+		return fmt.Errorf("outbound_window: must be at least 1, got %d", c.OutboundWindow)
 	}
 	return nil
 }
@@ -114,6 +117,8 @@ type Request struct {
 // (that is backpressure: the session stops reading) but must return, and every request must be
 // answered exactly once with Session.Respond, from any goroutine, now or later. Bound and
 // Unbound bracket a session's bound life; Unbound is called once, after the read loop ended.
+// Bound is called after the bind_resp is queued, so requests of ours (Session.Request) made in
+// or after Bound reach the ESME after it; it runs on the read loop, before any submit is read.
 type Handler interface {
 	Submit(s *Session, r *Request)
 	Bound(s *Session)
@@ -130,6 +135,7 @@ type Server struct {
 	accounts atomic.Pointer[map[string]*Account]
 	draining atomic.Bool
 	nextID   atomic.Uint64
+	epoch    time.Time // the clock of request deadlines (monotonic): see Session.mono
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{} // guarded by mu
@@ -150,7 +156,7 @@ func NewServer(cfg ServerConfig, h Handler) *Server {
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewSet()
 	}
-	s := &Server{cfg: cfg, handler: h, log: cfg.Logger.With("component", "smpp.server"),
+	s := &Server{cfg: cfg, handler: h, log: cfg.Logger.With("component", "smpp.server"), epoch: time.Now(),
 		listeners: map[net.Listener]struct{}{}, sessions: map[*Session]struct{}{}}
 	set := cfg.Metrics
 	s.m = serverMetrics{set: set,
@@ -322,15 +328,21 @@ const (
 	CloseWriteError
 	CloseShutdown
 	CloseReadError
+	CloseResponseTimeout // a request of ours (Session.Request) went unanswered
 )
 
 func (r CloseReason) String() string {
 	return [...]string{"none", "peer_closed", "unbind", "bind_timeout", "read_stall", "enquire_link_timeout",
-		"bad_command_length", "ip_denied", "write_error", "shutdown", "read_error"}[r]
+		"bad_command_length", "ip_denied", "write_error", "shutdown", "read_error", "response_timeout"}[r]
 }
 
 // Session is one ESME connection. The read loop (run) owns fr and sub; the writer loop owns
-// the socket's write side; inflight is guarded by mu.
+// the socket's write side; inflight is guarded by mu, our outstanding requests by omu.
+//
+// Lock order (smpp package): Session.omu, then writer.mu (Request queues its PDU under omu, so no
+// answer or close can see a request half registered). Session.mu is never held with omu or
+// writer.mu; Server.mu is taken alone. RequestDone and Handler callbacks run with none of these
+// held, so they may call back into the session (Request, Respond).
 type Session struct {
 	srv    *Server
 	conn   net.Conn
@@ -347,6 +359,21 @@ type Session struct {
 	outSeq  atomic.Uint32
 	elOut   bool      // read loop: an enquire_link of ours is unanswered
 	bindBy  time.Time // read loop: the bind deadline
+	linkBy  time.Time // read loop: idle until then calls for an enquire_link (or its answer is late)
+	// keepLink: read loop: the last read ended in a wake-up for request deadlines, not data, so
+	// linkBy stands.
+	keepLink bool
+
+	unbinding atomic.Bool // our unbind is sent: no more requests of ours
+
+	// Requests of ours (Request) awaiting their answer. Their deadlines are checked by the read
+	// loop before each blocking read, which also bounds how long it blocks (see beforeRead): no
+	// timer or goroutine per request.
+	omu     sync.Mutex
+	out     map[uint32]outRequest // guarded by omu; nil until the first Request
+	outDone bool                  // guarded by omu: the read loop ended and out was failed
+	outN    atomic.Int32          // len(out), for lock-free reads; written under omu
+	outNext atomic.Int64          // written under omu: at most the earliest deadline in out (mono); 0: none
 
 	// Value is the handler's per-session data; set in Bound, read-only after.
 	Value any
@@ -399,6 +426,147 @@ func (s *Session) RespondIn(b *Batch, seq uint32, status Status, messageID []byt
 	return s.w.appendResp(SubmitSMResp, status, seq, messageID, b) == nil
 }
 
+// RequestDone receives the ESME's answer to a request sent with Session.Request: its
+// command_status (a generic_nack's status counts as the answer), or a non-nil err when no answer
+// came (ErrResponseTimeout: none within ServerConfig.ResponseTimeout; ErrSessionClosed: the session
+// ended first); then the outcome is unknown. It is called exactly once, on whatever goroutine
+// observes the outcome, and must not block.
+//
+// A generic_nack carrying ESME_ROK (a peer bug: a nack never means success) is reported as
+// ESME_RSYSERR.
+type RequestDone func(status Status, err error)
+
+// ErrSessionClosed means a request of ours (Session.Request) was not sent, or got no answer,
+// because the session was closing, had ended, or was not bound to receive. (ErrWindowFull and
+// ErrResponseTimeout, shared with Client, cover the other Request failures.)
+var ErrSessionClosed = errors.New("session closed")
+
+// outRequest is one request of ours awaiting its answer.
+type outRequest struct {
+	done     RequestDone
+	deadline int64 // mono
+	id       CommandID
+}
+
+// mono returns the session clock at t: nanoseconds since the server started (monotonic), never 0.
+func (s *Session) mono(t time.Time) int64 { return int64(t.Sub(s.srv.epoch)) + 1 }
+
+// Request sends a request PDU of ours (deliver_sm, ...) with a fresh sequence number and calls done
+// once with the answer. body is copied. It fails at once, without sending and without calling done,
+// with ErrWindowFull when OutboundWindow requests are outstanding, and with ErrSessionClosed when the
+// session is closing or not bound to receive.
+//
+// A request unanswered after ResponseTimeout gets ErrResponseTimeout and the session is closed
+// (CloseResponseTimeout): an ESME that stops answering is treated as gone, as SMSCs do, and its
+// other outstanding requests then get ErrSessionClosed; the caller resends on another session.
+// Answers with a sequence number we are not waiting for, or of another command, are ignored.
+func (s *Session) Request(id CommandID, body []byte, done RequestDone) error {
+	if !s.BindType().CanReceive() || s.unbinding.Load() || s.closeReason() != CloseNone {
+		return ErrSessionClosed
+	}
+	deadline := s.mono(time.Now().Add(s.srv.cfg.ResponseTimeout))
+	s.omu.Lock()
+	defer s.omu.Unlock()
+	switch {
+	case s.outDone:
+		return ErrSessionClosed
+	case len(s.out) >= s.srv.cfg.OutboundWindow:
+		return ErrWindowFull
+	}
+	if s.out == nil {
+		s.out = make(map[uint32]outRequest, s.srv.cfg.OutboundWindow)
+	}
+	seq := s.nextSeq()
+	for {
+		if _, dup := s.out[seq]; !dup { // only after 2^31 requests with one left unanswered
+			break
+		}
+		seq = s.nextSeq()
+	}
+	// Registered before it is queued (answered looks at outN without omu), queued under omu.
+	s.out[seq] = outRequest{done: done, deadline: deadline, id: id}
+	s.outN.Store(int32(len(s.out)))
+	if s.w.appendPDU(id, StatusOK, seq, body) != nil {
+		delete(s.out, seq)
+		s.outN.Store(int32(len(s.out)))
+		return ErrSessionClosed
+	}
+	if n := s.outNext.Load(); n == 0 || deadline < n {
+		s.outNext.Store(deadline)
+	}
+	return nil
+}
+
+// Outstanding returns the number of requests sent with Request and not yet answered.
+func (s *Session) Outstanding() int { return int(s.outN.Load()) }
+
+// answered hands the answer h (a response or generic_nack) to its request, if we await it.
+// Read loop only.
+func (s *Session) answered(h Header) {
+	if s.outN.Load() == 0 {
+		return
+	}
+	s.omu.Lock()
+	r, ok := s.out[h.Seq]
+	if !ok || h.ID != GenericNack && h.ID != ResponseID(r.id) {
+		s.omu.Unlock()
+		return
+	}
+	delete(s.out, h.Seq)
+	s.outN.Store(int32(len(s.out)))
+	s.omu.Unlock()
+	st := h.Status
+	if h.ID == GenericNack && st == StatusOK {
+		st = StatusSysErr
+	}
+	r.done(st, nil)
+}
+
+// expireRequests fails the requests whose deadline is at or before now (mono) with
+// ErrResponseTimeout, closing the session if there were any. It returns the earliest deadline
+// left (0: none). Read loop only.
+func (s *Session) expireRequests(now int64) int64 {
+	var expired []RequestDone
+	var next int64
+	s.omu.Lock()
+	for seq, r := range s.out {
+		if r.deadline <= now {
+			expired = append(expired, r.done)
+			delete(s.out, seq)
+		} else if next == 0 || r.deadline < next {
+			next = r.deadline
+		}
+	}
+	s.outN.Store(int32(len(s.out)))
+	s.outNext.Store(next)
+	s.omu.Unlock()
+	if len(expired) == 0 {
+		return next
+	}
+	s.log.Warn("no answer to our request within response_timeout, closing", "requests", len(expired))
+	for _, done := range expired {
+		done(0, ErrResponseTimeout)
+	}
+	s.close(CloseResponseTimeout)
+	return next
+}
+
+// endRequests fails every outstanding request with ErrSessionClosed and refuses new ones. It runs
+// once, after the read loop ended, so no answer can race with it.
+func (s *Session) endRequests() int {
+	s.omu.Lock()
+	s.outDone = true
+	out := s.out
+	s.out = nil
+	s.outN.Store(0)
+	s.outNext.Store(0)
+	s.omu.Unlock()
+	for _, r := range out {
+		r.done(0, ErrSessionClosed)
+	}
+	return len(out)
+}
+
 // Inflight returns the number of unanswered submits.
 func (s *Session) Inflight() int {
 	s.mu.Lock()
@@ -435,16 +603,46 @@ func (s *Session) abandonInflight(status Status) {
 
 // beforeRead runs on the read loop before each blocking read: queued output leaves, a peer that
 // does not read its answers is not read from, and the idle deadline is set for this read.
+//
+// For a session that can receive it also expires our overdue requests and wakes the read at the
+// earliest deadline left, or after ResponseTimeout at the latest, so a request made while the
+// read blocks is checked in time too (an idle receiver wakes every ResponseTimeout; readError
+// tells such a wake-up from idleness by linkBy).
 func (s *Session) beforeRead() {
 	s.batch.Flush()
 	s.w.waitRoom()
-	switch {
-	case s.BindType() == Unbound:
+	bt := s.BindType()
+	if bt == Unbound {
 		s.fr.idle = s.bindBy
+		return
+	}
+	now := time.Now()
+	switch {
+	case s.keepLink: // no read since the last wake-up: idle time keeps counting
+		s.keepLink = false
 	case s.elOut:
-		s.fr.idle = time.Now().Add(s.srv.cfg.ResponseTimeout)
+		s.linkBy = now.Add(s.srv.cfg.ResponseTimeout)
 	default:
-		s.fr.idle = time.Now().Add(s.srv.cfg.EnquireLinkInterval)
+		s.linkBy = now.Add(s.srv.cfg.EnquireLinkInterval)
+	}
+	s.fr.idle = s.linkBy
+	if !bt.CanReceive() {
+		return
+	}
+	if at := now.Add(s.srv.cfg.ResponseTimeout); at.Before(s.fr.idle) {
+		s.fr.idle = at
+	}
+	next := s.outNext.Load()
+	if next == 0 {
+		return
+	}
+	if mono := s.mono(now); next <= mono {
+		if next = s.expireRequests(mono); next == 0 {
+			return
+		}
+	}
+	if at := s.srv.epoch.Add(time.Duration(next - 1)); at.Before(s.fr.idle) {
+		s.fr.idle = at
 	}
 }
 
@@ -458,13 +656,15 @@ func (s *Session) nextSeq() uint32 {
 
 // unbind sends unbind; the session closes when the peer answers or the grace period ends.
 func (s *Session) unbind() {
+	s.unbinding.Store(true)
 	if s.w.appendPDU(Unbind, StatusOK, s.nextSeq(), nil) != nil {
 		s.close(CloseShutdown)
 	}
 }
 
-// Send queues a request PDU (e.g. deliver_sm) of ours to the ESME with a fresh sequence number,
-// which it returns. body is copied.
+// Send queues a request PDU of ours to the ESME with a fresh sequence number, which it returns,
+// and forgets it: its answer is ignored (enquire_link, unbind). body is copied. Use Request for
+// requests whose answer matters (deliver_sm).
 func (s *Session) Send(id CommandID, body []byte) (uint32, error) {
 	seq := s.nextSeq()
 	return seq, s.w.appendPDU(id, StatusOK, seq, body)
@@ -506,6 +706,7 @@ func (s *Session) run() {
 			srv.handler.Unbound(s)
 		}
 		s.close(ClosePeer)
+		unanswered := s.endRequests()
 		<-s.w.done
 		_ = s.conn.Close()
 		s.mu.Lock()
@@ -515,7 +716,8 @@ func (s *Session) run() {
 		delete(srv.sessions, s)
 		srv.mu.Unlock()
 		srv.m.set.GetOrCreateCounter(fmt.Sprintf(`smppd_sessions_closed_total{reason=%q}`, s.closeReason())).Inc()
-		s.log.Info("session closed", "reason", s.closeReason().String(), "unanswered", pending)
+		s.log.Info("session closed", "reason", s.closeReason().String(), "unanswered", pending,
+			"requests_unanswered", unanswered)
 		close(s.closed)
 	}()
 	s.bindBy = time.Now().Add(srv.cfg.BindTimeout)
@@ -548,6 +750,9 @@ func (s *Session) readError(h Header, err error) {
 		switch {
 		case s.BindType() == Unbound:
 			s.close(CloseBindTimeout)
+		case time.Now().Before(s.linkBy):
+			// Woken to check request deadlines (see beforeRead), not by idleness.
+			s.keepLink = true
 		case s.elOut:
 			s.close(CloseEnquireTimeout)
 		default:
@@ -595,11 +800,11 @@ func (s *Session) dispatch(h Header, frame []byte) {
 		s.close(CloseUnbind)
 	case UnbindResp:
 		s.close(CloseUnbind)
-	case EnquireLinkResp, DeliverSMResp, GenericNack:
-		// Answers to our requests; deliver_sm tracking arrives with receipts.
+	case EnquireLinkResp:
 	default:
-		if IsResponse(h.ID) {
-			return // a response to nothing we sent: ignore, never answer a response
+		if IsResponse(h.ID) { // generic_nack included
+			s.answered(h) // or, a response to nothing we await: ignored, never answered
+			return
 		}
 		s.nack(h.Seq, StatusInvCmdID)
 	}
@@ -647,9 +852,9 @@ func (s *Session) bindReq(h Header, frame []byte) {
 	bt := map[CommandID]BindType{BindTransmitter: Transmitter, BindReceiver: Receiver, BindTransceiver: Transceiver}[h.ID]
 	s.account = acct
 	s.bind.Store(int32(bt))
-	s.srv.handler.Bound(s)
 	body := append([]byte(s.srv.cfg.SystemID), 0, 0x02, 0x10, 0x00, 0x01, 0x34) // sc_interface_version 3.4
 	_ = s.w.appendPDU(respID, StatusOK, h.Seq, body)
+	s.srv.handler.Bound(s) // after the bind_resp is queued: see Handler
 	s.srv.m.bindOK.Inc()
 	s.log = s.log.With("system_id", acct.SystemID)
 	s.log.Info("bound", "bind_type", bt.String(), "interface_version", fmt.Sprintf("0x%02x", req.InterfaceVersion))
