@@ -1,8 +1,32 @@
 // Package smpptest is a loopback SMSC for tests, benchmarks and cmd/smscsim.
 //
 // The simulator is an smpp.Server whose Handler plays SMSC: it answers submit_sm with message ids,
-// optionally sends delivery receipts, and injects faults (throttling, error statuses, delays,
-// silence, dropped connections, refused binds) that can be changed while it runs.
+// sends delivery receipts and mobile-originated messages (MO), and injects faults (throttling,
+// error statuses, delays, silence, dropped connections, refused binds) that can be changed while
+// it runs.
+//
+// Message ids: accepted messages are numbered FirstID, FirstID+1, ...; the submit_sm_resp carries
+// the number written in RespIDFormat, a receipt carries it in ReceiptIDFormat (text id: field and
+// receipted_message_id TLV; ReceiptTLVIDFormat sets the TLV apart, ReceiptTextOnly leaves the
+// TLVs out), so the id mismatches of real SMSCs (decimal against hex, case, leading zeros) can be
+// staged.
+//
+// Deliveries: receipts and MOs are deliver_sm PDUs queued per system_id and sent with
+// smpp.Session.Request to receiver or transceiver sessions of that system_id, at most
+// DeliverWindow outstanding per session. One is done only when the ESME answers ESME_ROK; on an
+// error status, no answer within ResponseTimeout (the session is then dropped) or a lost session
+// it is sent again after RetryBackoff, on any receiving session of the system_id, including one
+// that binds later: like a real SMSC, the simulator keeps deliveries for an ESME that is down.
+// Close abandons the queue. ReceiptsSent, ReceiptsAcked, ReceiptsPending, Stats and Acked
+// observe it.
+//
+// Receipt hard cases: ReceiptBeforeResp sends the receipt before the submit_sm_resp,
+// ReceiptDuplicates sends every receipt more than once, ReceiptStat makes receipts report
+// failures, and registered_delivery 2 (failure receipts only) is honoured.
+//
+// Lock order: SMSC.mu is never held while calling into an smpp.Session (Request, Respond); a
+// session may take it from its callbacks (Bound, Unbound, RequestDone) and when its connection
+// closes (trackedConn.Close).
 package smpptest
 
 import (
@@ -14,7 +38,6 @@ import (
 	"math"
 	"net"
 	"net/netip"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,16 +53,43 @@ type Config struct {
 	AnyAccount bool   // accept any system_id and password
 	Window     int    // outstanding submits per session before ESME_RTHROTTLED; default 1000 (binds per account: unlimited)
 
-	// IDFormat appends the message id for n (1, 2, ... unique per simulator) to dst;
-	// nil: decimal. It is called concurrently.
-	IDFormat func(dst []byte, n uint64) []byte
+	// FirstID is the number of the first message accepted; the next ones get FirstID+1, ...
+	// Default 1.
+	FirstID uint64
+	// RespIDFormat writes the message id in submit_sm_resp; the zero value is decimal.
+	RespIDFormat IDFormat
+	// ReceiptIDFormat writes the message id in a receipt's text (id:) and in its
+	// receipted_message_id TLV; the zero value is decimal.
+	ReceiptIDFormat IDFormat
+	// ReceiptTLVIDFormat, if not nil, writes the receipted_message_id TLV instead of
+	// ReceiptIDFormat (some SMSCs put hex in the TLV and decimal in the text).
+	ReceiptTLVIDFormat *IDFormat
+	// ReceiptTextOnly sends receipts without TLVs (receipted_message_id, message_state,
+	// network_error_code): the id is in the text only.
+	ReceiptTextOnly bool
 
-	// ReceiptDelay > 0: an accepted submit with registered_delivery&1 != 0 is followed, after this
-	// delay, by a delivery receipt to a receiver or transceiver session of the same system_id
-	// (the submitting session when it can receive). No such session then: the receipt is dropped.
+	// ReceiptDelay > 0 turns receipts on: an accepted submit whose registered_delivery asks for one
+	// (bits 0-1: 1 always, 2 on failure only, i.e. when ReceiptStat says other than DELIVRD) is
+	// followed, after this delay, by a receipt queued to its system_id: delivered to the submitting
+	// session when it can receive, else to another receiver or transceiver of the system_id.
 	ReceiptDelay time.Duration
+	// ReceiptBeforeResp queues the receipt at once and sends the submit_sm_resp ReceiptDelay after
+	// the receipt's first deliver_sm went out (while no receiver is bound, the resp waits too).
+	ReceiptBeforeResp bool
+	// ReceiptDuplicates: every receipt is queued this many extra times, each copy delivered (and
+	// retried) until acknowledged.
+	ReceiptDuplicates int
+	// ReceiptStat, if set, gives message n's final state: the stat: text (DELIVRD, UNDELIV,
+	// REJECTD, EXPIRED, ...), the message_state TLV value (2 DELIVERED, 5 UNDELIVERABLE, 8
+	// REJECTED, ...) and the err: code (also the network_error_code TLV's). nil: DELIVRD, 2, 0.
+	// It is called concurrently.
+	ReceiptStat func(n uint64) (stat string, state byte, err int)
 
-	Record bool         // keep a copy of every submit_sm for Received
+	RetryBackoff    time.Duration // an unacknowledged deliver_sm is sent again after this; default 100ms
+	DeliverWindow   int           // deliver_sm outstanding per session; default 10
+	ResponseTimeout time.Duration // deliver_sm and enquire_link unanswered this long: session dropped; default 10s
+
+	Record bool         // keep every submit_sm for Received and every acknowledged deliver_sm for Acked
 	Logger *slog.Logger // nil: discard
 }
 
@@ -63,8 +113,8 @@ type faultState struct {
 	n atomic.Uint64 // submits seen under these faults
 }
 
-// ErrNoReceiver is returned by SendMO when no receiver or transceiver of the system_id is bound.
-var ErrNoReceiver = errors.New("smpptest: no receiver bound for system_id")
+// ErrClosed is returned by SendMO and SendMOText after Close.
+var ErrClosed = errors.New("smpptest: simulator closed")
 
 // SMSC is a running simulator. All methods are safe for concurrent use.
 type SMSC struct {
@@ -80,12 +130,20 @@ type SMSC struct {
 	binds                atomic.Int64
 	faults               atomic.Pointer[faultState] // nil: no faults (the fast path)
 
+	rcptSent, rcptAcked, moSent, moAcked atomic.Uint64
+	rcptPending, moPending               atomic.Int64
+	moRef                                atomic.Uint32 // concatenation reference of SendMOText
+
+	wake, quit, dispatched chan struct{} // the dispatcher's kick, stop and exit
+
 	mu        sync.Mutex
 	closed    bool                            // guarded by mu
 	accounts  map[string]*smpp.Account        // guarded by mu: AnyAccount accounts by system_id
 	receivers map[string][]*smpp.Session      // guarded by mu: sessions that can receive, by system_id
 	conns     map[netip.AddrPort]*trackedConn // guarded by mu: open connections by peer address
 	received  []Submission                    // guarded by mu
+	ready     map[string][]*delivery          // guarded by mu: deliveries to send now, by system_id
+	acked     []Delivery                      // guarded by mu: when Config.Record
 }
 
 // Start listens on cfg.Addr and serves in the background until Close.
@@ -102,8 +160,38 @@ func Start(cfg Config) (*SMSC, error) {
 	if cfg.Window <= 0 {
 		cfg.Window = 1000
 	}
+	if cfg.FirstID == 0 {
+		cfg.FirstID = 1
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = 100 * time.Millisecond
+	}
+	if cfg.DeliverWindow <= 0 {
+		cfg.DeliverWindow = 10
+	}
+	if cfg.ResponseTimeout <= 0 {
+		cfg.ResponseTimeout = 10 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if f := cfg.ReceiptTLVIDFormat; f != nil { // a copy: the caller's may change
+		c := *f
+		cfg.ReceiptTLVIDFormat = &c
+	}
+	for _, f := range []struct {
+		name string
+		f    *IDFormat
+	}{{"resp_id_format", &cfg.RespIDFormat}, {"receipt_id_format", &cfg.ReceiptIDFormat}, {"receipt_tlv_id_format", cfg.ReceiptTLVIDFormat}} {
+		if f.f == nil {
+			continue
+		}
+		if err := f.f.validate(); err != nil {
+			return nil, fmt.Errorf("smpptest: %s: %w", f.name, err)
+		}
+	}
+	if cfg.ReceiptDuplicates < 0 {
+		return nil, fmt.Errorf("smpptest: receipt_duplicates: must be at least 0, got %d", cfg.ReceiptDuplicates)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -111,16 +199,21 @@ func Start(cfg Config) (*SMSC, error) {
 	}
 	s := &SMSC{cfg: cfg, log: cfg.Logger.With("component", "smscsim"), ln: ln,
 		accounts: map[string]*smpp.Account{}, receivers: map[string][]*smpp.Session{},
-		conns: map[netip.AddrPort]*trackedConn{}}
+		conns: map[netip.AddrPort]*trackedConn{}, ready: map[string][]*delivery{},
+		wake: make(chan struct{}, 1), quit: make(chan struct{}), dispatched: make(chan struct{})}
+	s.ids.Store(cfg.FirstID - 1)
 	sc := smpp.DefaultServerConfig()
 	sc.SystemID = "smscsim"
 	sc.Logger = cfg.Logger
+	sc.OutboundWindow = cfg.DeliverWindow
+	sc.ResponseTimeout = cfg.ResponseTimeout
 	if cfg.AnyAccount {
 		sc.UnknownAccount = s.anyAccount
 	}
 	s.srv = smpp.NewServer(sc, handler{s})
 	s.srv.SetAccounts([]*smpp.Account{s.newAccount(cfg.SystemID)})
 	s.sched.start()
+	go s.dispatch()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -135,8 +228,8 @@ func Start(cfg Config) (*SMSC, error) {
 func (s *SMSC) Addr() string { return s.ln.Addr().String() }
 
 // Close stops listening, drops every connection without unbind (like an SMSC going away),
-// discards pending delayed answers and receipts, and waits for all goroutines. Calls after the
-// first wait for it to finish.
+// discards pending delayed answers and the delivery queue (receipts and MOs not yet
+// acknowledged), and waits for all goroutines. Calls after the first wait for it to finish.
 func (s *SMSC) Close() { s.once.Do(s.close) }
 
 func (s *SMSC) close() {
@@ -148,6 +241,8 @@ func (s *SMSC) close() {
 	}
 	s.mu.Unlock()
 	s.sched.stop()
+	close(s.quit)
+	<-s.dispatched
 	_ = s.ln.Close()
 	for _, c := range conns {
 		_ = c.Close()
@@ -202,17 +297,6 @@ func (s *SMSC) Accepted() uint64 { return s.accepted.Load() }
 // Binds returns the number of currently bound sessions.
 func (s *SMSC) Binds() int { return int(s.binds.Load()) }
 
-// SendMO sends m as a deliver_sm to a receiver or transceiver session bound as systemID.
-func (s *SMSC) SendMO(systemID string, m *smpp.Submit) error {
-	sess := s.receiver(systemID, nil)
-	if sess == nil {
-		return ErrNoReceiver
-	}
-	pdu := smpp.AppendSubmitPDU(nil, smpp.DeliverSM, 0, m)
-	_, err := sess.Send(smpp.DeliverSM, pdu[smpp.HeaderLen:])
-	return err
-}
-
 func (s *SMSC) newAccount(systemID string) *smpp.Account {
 	return &smpp.Account{SystemID: systemID, Password: passwordFunc(s.checkPassword),
 		MaxBinds: math.MaxInt32, Window: s.cfg.Window}
@@ -240,22 +324,6 @@ func (s *SMSC) checkPassword(pw []byte) bool {
 	return s.cfg.AnyAccount || subtle.ConstantTimeCompare(pw, []byte(s.cfg.Password)) == 1
 }
 
-// receiver returns prefer if it is a bound receiving session of systemID, else the first one.
-func (s *SMSC) receiver(systemID string, prefer *smpp.Session) *smpp.Session {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	list := s.receivers[systemID]
-	for _, r := range list {
-		if r == prefer {
-			return r
-		}
-	}
-	if len(list) == 0 {
-		return nil
-	}
-	return list[0]
-}
-
 // dropConn closes the connection of peer at once, without unbind.
 func (s *SMSC) dropConn(peer netip.AddrPort) {
 	s.mu.Lock()
@@ -271,9 +339,11 @@ type handler struct{ s *SMSC }
 
 // simSession is a bound session's state (smpp.Session.Value).
 type simSession struct {
-	idBuf [32]byte // read loop only: the message id of a submit answered at once
+	idBuf [MaxIDWidth]byte // read loop only: the message id of a submit answered at once
 }
 
+// Bound registers a receiving session and kicks the dispatcher: deliveries queued while no
+// receiver was bound go out now (the bind_resp precedes them: see smpp.Handler).
 func (h handler) Bound(sess *smpp.Session) {
 	sess.Value = &simSession{}
 	h.s.binds.Add(1)
@@ -282,6 +352,7 @@ func (h handler) Bound(sess *smpp.Session) {
 		id := sess.Account().SystemID
 		h.s.receivers[id] = append(h.s.receivers[id], sess)
 		h.s.mu.Unlock()
+		h.s.kick()
 	}
 }
 
@@ -318,8 +389,10 @@ func (h handler) Submit(sess *smpp.Session, r *smpp.Request) {
 		s.mu.Unlock()
 	}
 	var rc *receipt
-	if s.cfg.ReceiptDelay > 0 && r.Submit.RegisteredDelivery&1 != 0 {
-		rc = newReceipt(sess, &r.Submit)
+	if s.cfg.ReceiptDelay > 0 {
+		if rd := r.Submit.RegisteredDelivery & 3; rd == 1 || rd == 2 { // 3 is reserved
+			rc = newReceipt(sess, &r.Submit, rd == 2)
+		}
 	}
 	st := smpp.StatusOK
 	if f := s.faults.Load(); f != nil {
@@ -345,72 +418,38 @@ func (h handler) Submit(sess *smpp.Session, r *smpp.Request) {
 	s.answer(r.Batch, sess, r.Seq, st, sess.Value.(*simSession).idBuf[:0], rc)
 }
 
-// answer responds to seq; on ESME_ROK it allocates the id into buf and schedules the receipt.
+// answer responds to seq; on ESME_ROK it numbers the message, writes its id into buf and queues
+// or schedules the receipt.
 func (s *SMSC) answer(b *smpp.Batch, sess *smpp.Session, seq uint32, st smpp.Status, buf []byte, rc *receipt) {
 	if st != smpp.StatusOK {
 		sess.RespondIn(b, seq, st, nil)
 		return
 	}
 	n := s.ids.Add(1)
-	var id []byte
-	if s.cfg.IDFormat != nil {
-		id = s.cfg.IDFormat(buf, n)
-	} else {
-		id = strconv.AppendUint(buf, n, 10)
+	id := s.cfg.RespIDFormat.Append(buf, n)
+	if rc != nil && !rc.settle(n, s.cfg.ReceiptStat) {
+		rc = nil // a failure-only receipt for a delivered message
 	}
+	if rc != nil && s.cfg.ReceiptBeforeResp {
+		resp := string(id)
+		s.queueReceipt(rc, func() {
+			s.sched.after(s.cfg.ReceiptDelay, func() { s.respondOK(nil, sess, seq, []byte(resp)) })
+		})
+		return
+	}
+	if s.respondOK(b, sess, seq, id) && rc != nil {
+		s.sched.after(s.cfg.ReceiptDelay, func() { s.queueReceipt(rc, nil) })
+	}
+}
+
+// respondOK answers seq ESME_ROK with id; false if the session is gone.
+func (s *SMSC) respondOK(b *smpp.Batch, sess *smpp.Session, seq uint32, id []byte) bool {
 	s.accepted.Add(1) // before the answer leaves, so Accepted() already counts it when the peer sees it
 	if !sess.RespondIn(b, seq, smpp.StatusOK, id) {
 		s.accepted.Add(^uint64(0)) // the session is gone
-		return
+		return false
 	}
-	if rc != nil {
-		rc.id = string(id)
-		s.sched.after(s.cfg.ReceiptDelay, func() { s.sendReceipt(rc) })
-	}
-}
-
-// receipt is what a delivery receipt needs from its submit_sm, copied out of the PDU.
-type receipt struct {
-	from      *smpp.Session
-	systemID  string
-	id        string
-	submitted time.Time
-	sub       smpp.Submit // addresses and the first 20 octets of text, copied
-}
-
-func newReceipt(sess *smpp.Session, m *smpp.Submit) *receipt {
-	text := m.Payload()
-	if len(text) > 20 {
-		text = text[:20]
-	}
-	// The receipt goes back from the destination to the source.
-	return &receipt{from: sess, systemID: sess.Account().SystemID, submitted: time.Now(),
-		sub: smpp.Submit{SrcTON: m.DstTON, SrcNPI: m.DstNPI, SrcAddr: clone(m.DstAddr),
-			DstTON: m.SrcTON, DstNPI: m.SrcNPI, DstAddr: clone(m.SrcAddr), ShortMessage: clone(text)}}
-}
-
-func clone(b []byte) []byte { return append([]byte(nil), b...) }
-
-func (s *SMSC) sendReceipt(rc *receipt) {
-	sess := s.receiver(rc.systemID, rc.from)
-	if sess == nil {
-		s.log.Debug("receipt dropped: no receiver bound", "system_id", rc.systemID, "id", rc.id)
-		return
-	}
-	const layout = "0601021504" // YYMMDDhhmm
-	m := rc.sub
-	m.ESMClass = 0x04 // SMSC delivery receipt
-	m.ShortMessage = fmt.Appendf(nil, "id:%s sub:001 dlvrd:001 submit date:%s done date:%s stat:DELIVRD err:000 text:%s",
-		rc.id, rc.submitted.Format(layout), time.Now().Format(layout), rc.sub.ShortMessage)
-	if len(m.ShortMessage) > 254 {
-		m.ShortMessage = m.ShortMessage[:254]
-	}
-	m.TLVs = smpp.AppendTLV(nil, smpp.TagReceiptedMsgID, append([]byte(rc.id), 0))
-	m.TLVs = smpp.AppendTLV(m.TLVs, smpp.TagMessageState, []byte{2}) // DELIVERED
-	pdu := smpp.AppendSubmitPDU(nil, smpp.DeliverSM, 0, &m)
-	if _, err := sess.Send(smpp.DeliverSM, pdu[smpp.HeaderLen:]); err != nil {
-		s.log.Debug("receipt not sent", "id", rc.id, "err", err)
-	}
+	return true
 }
 
 // trackingListener records accepted connections so faults can drop them and Close can cut them.

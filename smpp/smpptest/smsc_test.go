@@ -4,11 +4,11 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,21 +40,33 @@ type (
 	waiter  = smpptest.Outcomes
 )
 
-// client is a bound smpp.Client whose deliver_sm PDUs arrive on delivered (answered ESME_ROK).
+// client is a bound smpp.Client whose deliver_sm PDUs arrive on delivered, answered with what
+// answer returns for the nth deliver_sm (from 1) of this client (nil: ESME_ROK).
 type client struct {
 	*smpp.Client
 	delivered chan []byte
+	n         int // deliver_sm received; the client's read loop only
 }
 
 func connect(t *testing.T, sim *smpptest.SMSC, systemID, password string, bt smpp.BindType) *client {
 	t.Helper()
+	return connectAnswering(t, sim, systemID, password, bt, nil)
+}
+
+func connectAnswering(t *testing.T, sim *smpptest.SMSC, systemID, password string, bt smpp.BindType, answer func(n int) smpp.Status) *client {
+	t.Helper()
 	cfg := smpp.DefaultClientConfig()
 	cfg.Addr, cfg.SystemID, cfg.Password, cfg.BindType, cfg.Window = sim.Addr(), systemID, password, bt, 10
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	c := &client{delivered: make(chan []byte, 10)}
-	cfg.OnDeliver = func(cl *smpp.Client, seq uint32, p []byte) {
+	c := &client{delivered: make(chan []byte, 100)}
+	cfg.OnDeliver = func(cl *smpp.Client, seq smpp.DeliverRef, p []byte) {
+		c.n++
 		c.delivered <- append([]byte(nil), p...)
-		_ = cl.RespondDeliver(seq, smpp.StatusOK)
+		st := smpp.StatusOK
+		if answer != nil {
+			st = answer(c.n)
+		}
+		_ = cl.RespondDeliver(seq, st)
 	}
 	c.Client = smpp.NewClient(cfg)
 	c.Start()
@@ -140,7 +152,7 @@ func TestReceiptToReceiver(t *testing.T) {
 }
 
 func TestSendMO(t *testing.T) {
-	sim := start(t, smpptest.Config{})
+	sim := start(t, smpptest.Config{Record: true})
 	rx := connect(t, sim, "smppd", "smppd", smpp.Receiver)
 	if err := sim.SendMO("smppd", &smpp.Submit{SrcAddr: []byte("447700900001"), DstAddr: []byte("12345"), ShortMessage: []byte("STOP")}); err != nil {
 		t.Fatal(err)
@@ -148,8 +160,31 @@ func TestSendMO(t *testing.T) {
 	if m := rx.nextDeliver(t); string(m.ShortMessage) != "STOP" || string(m.SrcAddr) != "447700900001" {
 		t.Fatalf("MO %+v", m)
 	}
-	if err := sim.SendMO("nobody", &smpp.Submit{DstAddr: []byte("1")}); !errors.Is(err, smpptest.ErrNoReceiver) {
-		t.Fatalf("SendMO to an unbound system_id = %v", err)
+	waitFor(t, "the MO acknowledged", func() bool { return sim.Stats().MOAcked == 1 })
+	if st := sim.Stats(); st.MOSent != 1 || st.MOPending != 0 || st.ReceiptsSent != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if a := sim.Acked(); len(a) != 1 || a[0].Kind != smpptest.KindMO || a[0].Attempts != 1 {
+		t.Fatalf("Acked %+v", a)
+	}
+	for _, tt := range []struct {
+		systemID string
+		m        *smpp.Submit
+		field    string
+	}{
+		{"", &smpp.Submit{DstAddr: []byte("1")}, "system_id"},
+		{"nobody", &smpp.Submit{DstAddr: []byte("1")}, "system_id"},
+		{"smppd", nil, "message"},
+		{"smppd", &smpp.Submit{}, "destination_addr"},
+		{"smppd", &smpp.Submit{DstAddr: []byte("1"), SrcAddr: []byte("123456789012345678901")}, "source_addr"},
+		{"smppd", &smpp.Submit{DstAddr: []byte("1"), ShortMessage: make([]byte, 255)}, "short_message"},
+	} {
+		if err := sim.SendMO(tt.systemID, tt.m); err == nil || !strings.Contains(err.Error(), tt.field) {
+			t.Errorf("SendMO(%q, %+v) = %v, want an error naming %s", tt.systemID, tt.m, err, tt.field)
+		}
+	}
+	if st := sim.Stats(); st.MOPending != 0 {
+		t.Fatalf("invalid MOs queued: %+v", st)
 	}
 }
 
@@ -175,8 +210,7 @@ func TestFaultSequence(t *testing.T) {
 }
 
 func TestAnyAccountAndIDFormat(t *testing.T) {
-	sim := start(t, smpptest.Config{AnyAccount: true,
-		IDFormat: func(dst []byte, n uint64) []byte { return fmt.Appendf(dst, "%08X", n+0xA0) }})
+	sim := start(t, smpptest.Config{AnyAccount: true, FirstID: 0xA1, RespIDFormat: smpptest.IDFormat{Radix: smpptest.HexUpper, Width: 8}})
 	c := connect(t, sim, "whoever", "anything", smpp.Transceiver)
 	if o := c.submit(t, 0); o.Status != smpp.StatusOK || o.ID != "000000A1" {
 		t.Fatalf("%+v, want id 000000A1", o)
@@ -191,12 +225,18 @@ func TestAnyAccountAndIDFormat(t *testing.T) {
 // rawBind dials sim and binds as a transmitter; it returns the conn and the bind status.
 func rawBind(t testing.TB, sim *smpptest.SMSC, systemID, password string) (net.Conn, smpp.Status) {
 	t.Helper()
+	return rawBindAs(t, sim, systemID, password, pdu.Transmitter)
+}
+
+// rawBindAs is rawBind with a bind type.
+func rawBindAs(t testing.TB, sim *smpptest.SMSC, systemID, password string, bt pdu.BindingType) (net.Conn, smpp.Status) {
+	t.Helper()
 	conn, err := net.Dial("tcp", sim.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	r := pdu.NewBindRequest(pdu.Transmitter)
+	r := pdu.NewBindRequest(bt)
 	r.SystemID, r.Password = systemID, password
 	b := pdu.NewBuffer(nil)
 	r.Marshal(b)
