@@ -25,7 +25,10 @@ type Config struct {
 	Stages []Stage
 	IDs    *IDGen
 	IDMap  IDMap
-	Logger *slog.Logger
+	// Journal, if set, makes the id mapping of every message that asks for a delivery receipt
+	// durable before its client is answered.
+	Journal Journal
+	Logger  *slog.Logger
 	// Metrics receives the router's metrics (nil: a private set).
 	Metrics *metrics.Set
 }
@@ -67,6 +70,17 @@ type Verdict struct {
 // message_id (0 otherwise). It runs on whatever goroutine answers and must not block.
 type Finisher interface {
 	Finish(m *Message, status smpp.Status, messageID uint64)
+}
+
+// Journal records which upstream message id stands behind a message_id smppd issued, durably,
+// so the delivery receipt that comes back (possibly after a restart) finds its client.
+//
+// Contract: Record is called on the upstream bind's read loop when the upstream accepted m; it
+// must not block for long (group commit, not an fsync per call) and must copy upstreamID (valid
+// only during the call). It calls m.Recorded exactly once, from any goroutine, when the mapping
+// is durable (or failed: the message was sent all the same); only then is the client answered.
+type Journal interface {
+	Record(m *Message, id uint64, upstreamID []byte)
 }
 
 // Stage is one step of the submit_sm pipeline (filters, dedup, priority, routing…).
@@ -130,6 +144,7 @@ type Message struct {
 	bind     int         // index in Pool of the bind it was last sent on
 	segments int         // cost on the bind's throughput limit (all parts of a long message on the first)
 	held     int         // index of the stage that returned Hold
+	id       uint64      // the message_id issued, while the Journal records it
 	batch    *smpp.Batch // the running goroutine's batch (see smpp.Batch), nil: none
 }
 
@@ -323,6 +338,9 @@ func (m *Message) OriginalDone(messageID uint64, accepted bool) {
 	}
 }
 
+// Recorded is the Journal's answer to Record: m's client is answered with its message_id.
+func (m *Message) Recorded() { m.r.finish(m, smpp.StatusOK, m.id, "") }
+
 // SubmitDone implements smpp.Waiter: the upstream's answer (or its absence) for m.
 func (m *Message) SubmitDone(b *smpp.Batch, status smpp.Status, upstreamID []byte, err error) {
 	r := m.r
@@ -367,6 +385,14 @@ func (m *Message) SubmitDone(b *smpp.Batch, status smpp.Status, upstreamID []byt
 			return
 		}
 		r.cfg.IDMap.Put(id, m.Pool.name, upstreamID)
+		if r.cfg.Journal != nil && m.Submit.RegisteredDelivery&0x1F != 0 {
+			// A receipt (or SME acknowledgement, or intermediate notification) was asked for:
+			// the client hears of the id only once a receipt for it can be matched, even
+			// after a crash.
+			m.id, m.batch = id, nil
+			r.cfg.Journal.Record(m, id, upstreamID)
+			return
+		}
 		r.finish(m, smpp.StatusOK, id, "")
 	default:
 		r.finish(m, status, 0, "upstream")

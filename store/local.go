@@ -31,11 +31,18 @@ type Config struct {
 	Logger   *slog.Logger
 	// Now is the clock (tests move it); nil: time.Now.
 	Now func() time.Time
+	// CacheBytes is Pebble's block cache; MemTableBytes its memtable size.
+	CacheBytes, MemTableBytes int64
+	// RecentMappings is how many of the newest mappings are also kept in memory (in two
+	// generations of half each), so the receipts that follow their messages within seconds
+	// are matched without reading Pebble.
+	RecentMappings int
 }
 
 // DefaultConfig returns the defaults documented in configs/dev.yaml (Dir is the caller's).
 func DefaultConfig() Config {
-	return Config{MappingTTL: 72 * time.Hour, OutboxTTL: 72 * time.Hour, QueueSize: 16384, MaxGroup: 4096}
+	return Config{MappingTTL: 72 * time.Hour, OutboxTTL: 72 * time.Hour, QueueSize: 16384, MaxGroup: 4096,
+		CacheBytes: 32 << 20, MemTableBytes: 32 << 20, RecentMappings: 1 << 18}
 }
 
 // Validate reports the first invalid field.
@@ -49,6 +56,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("outbox ttl: must be at least 1m, got %s", c.OutboxTTL)
 	case c.QueueSize < 1 || c.MaxGroup < 1:
 		return errors.New("store: queue size and max group must be positive")
+	case c.CacheBytes < 1<<20 || c.MemTableBytes < 1<<20:
+		return errors.New("store: cache and memtable must be at least 1 MiB")
+	case c.RecentMappings < 0:
+		return errors.New("store: recent mappings must not be negative")
 	}
 	return nil
 }
@@ -72,7 +83,8 @@ type Op interface {
 	// before it, committed or in the same group.
 	Apply(tx *Tx)
 	// Done is called once the group holding the op is committed and synced (err nil) or failed;
-	// on the writer goroutine, in order, so it must not block.
+	// in order, on the store's syncer goroutine (not the one Apply runs on), so it must not
+	// block and must not touch what only Apply may.
 	Done(err error)
 }
 
@@ -87,8 +99,9 @@ type Local struct {
 	done chan struct{}
 
 	// owned by the writer goroutine (and by Open before it starts)
-	lastSeq uint64
-	tx      Tx
+	lastSeq      uint64
+	tx           Tx
+	recent, prev map[string]recentMapping // the newest mappings, by upstream 0x00 id
 
 	commits, committed atomic.Uint64 // groups and ops committed
 
@@ -112,7 +125,9 @@ func Open(cfg Config) (*Local, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	opts := &pebble.Options{Logger: pebbleLogger{log}}
+	cache := pebble.NewCache(cfg.CacheBytes)
+	defer cache.Unref()
+	opts := &pebble.Options{Logger: pebbleLogger{log}, Cache: cache, MemTableSize: uint64(cfg.MemTableBytes)}
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10) // receipts look up ids that may be absent
 	}
@@ -121,7 +136,7 @@ func Open(cfg Config) (*Local, error) {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Dir, err)
 	}
 	l := &Local{cfg: cfg, log: log, db: db, ops: make(chan Op, cfg.QueueSize),
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), recent: map[string]recentMapping{}}
 	if err := l.checkVersion(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -201,9 +216,25 @@ func (l *Local) Close() error {
 	return err
 }
 
+// group is a batch of ops applied together, on its way to the syncer.
+type group struct {
+	ops []Op
+	b   *pebble.Batch // nil: nothing to write
+	err error
+}
+
+// writer applies groups of ops and hands each to the syncer once Pebble has it in the memtable
+// (visible to the next group's reads) and in the WAL, its fsync under way: the next group is
+// built while this one's fsync runs, and Pebble folds the syncs of consecutive groups together.
 func (l *Local) writer() {
-	defer close(l.done)
-	group := make([]Op, 0, l.cfg.MaxGroup)
+	syncq := make(chan *group, 2) // groups whose fsync is awaited; bounds the pipeline
+	synced := make(chan struct{})
+	go l.syncer(syncq, synced)
+	defer func() {
+		close(syncq)
+		<-synced
+		close(l.done)
+	}()
 	for {
 		var op Op
 		select {
@@ -213,50 +244,68 @@ func (l *Local) writer() {
 			for {
 				select {
 				case op = <-l.ops:
-					group = append(group[:0], op)
-					l.commit(group)
+					syncq <- l.apply([]Op{op})
 				default:
 					return
 				}
 			}
 		}
-		group = append(group[:0], op)
+		ops := append(make([]Op, 0, 64), op)
 	fill:
-		for len(group) < l.cfg.MaxGroup {
+		for len(ops) < l.cfg.MaxGroup {
 			select {
 			case op = <-l.ops:
-				group = append(group, op)
+				ops = append(ops, op)
 			default:
 				break fill
 			}
 		}
-		l.commit(group)
+		syncq <- l.apply(ops)
 	}
 }
 
-func (l *Local) commit(group []Op) {
+// apply runs the ops into one batch and starts its commit without waiting for the fsync.
+func (l *Local) apply(ops []Op) *group {
+	g := &group{ops: ops}
 	b := l.db.NewIndexedBatch()
 	l.tx = Tx{l: l, b: b, now: l.cfg.Now()}
-	for _, op := range group {
+	for _, op := range ops {
 		op.Apply(&l.tx)
 	}
-	var err error
-	if !b.Empty() {
-		err = b.Commit(pebble.Sync)
+	switch {
+	case l.tx.err != nil:
+		g.err = l.tx.err // nothing of the group is written
+		_ = b.Close()
+	case b.Empty():
+		_ = b.Close()
+	default:
+		if g.err = l.db.ApplyNoSyncWait(b, pebble.Sync); g.err != nil {
+			_ = b.Close()
+		} else {
+			g.b = b
+		}
 	}
-	if err == nil {
-		err = l.tx.err
-	}
-	if err != nil {
-		l.log.Error("store write failed", "ops", len(group), "err", err)
-	} else {
-		l.commits.Add(1)
-		l.committed.Add(uint64(len(group)))
-	}
-	_ = b.Close()
 	l.tx = Tx{}
-	for _, op := range group {
-		op.Done(err)
+	return g
+}
+
+// syncer waits for each group's fsync, in order, and tells its ops.
+func (l *Local) syncer(syncq <-chan *group, synced chan<- struct{}) {
+	defer close(synced)
+	for g := range syncq {
+		if g.b != nil {
+			g.err = g.b.SyncWait()
+			_ = g.b.Close()
+		}
+		if g.err != nil {
+			l.log.Error("store write failed", "ops", len(g.ops), "err", g.err)
+		} else {
+			l.commits.Add(1)
+			l.committed.Add(uint64(len(g.ops)))
+		}
+		for _, op := range g.ops {
+			op.Done(g.err)
+		}
 	}
 }
 
@@ -290,11 +339,38 @@ func mappingKey(dst []byte, hour uint32, upstream string, id []byte) []byte {
 // Mapping identifies a stored mapping for SetMapping.
 type Mapping struct{ hour uint32 }
 
+type recentMapping struct {
+	hour  uint32
+	value []byte
+}
+
+// remember keeps a mapping in the recent generation, rotating generations when it is full.
+func (l *Local) remember(upstream string, id []byte, hour uint32, value []byte) {
+	if l.cfg.RecentMappings == 0 {
+		return
+	}
+	if len(l.recent) >= l.cfg.RecentMappings/2 {
+		l.prev, l.recent = l.recent, make(map[string]recentMapping, l.cfg.RecentMappings/2)
+	}
+	l.recent[upstream+"\x00"+string(id)] = recentMapping{hour, append([]byte(nil), value...)}
+}
+
+// recall finds a mapping in memory; its key is built in scratch.
+func (l *Local) recall(scratch []byte, upstream string, id []byte) (recentMapping, []byte, bool) {
+	scratch = append(append(append(scratch[:0], upstream...), 0), id...)
+	if m, ok := l.recent[string(scratch)]; ok {
+		return m, scratch, true
+	}
+	m, ok := l.prev[string(scratch)]
+	return m, scratch, ok
+}
+
 // PutMapping stores value under (upstream, id) in the bucket of the group's time.
 func (tx *Tx) PutMapping(upstream string, id, value []byte) Mapping {
 	h := hourOf(tx.now)
 	tx.key = mappingKey(tx.key[:0], h, upstream, id)
 	tx.fail(tx.b.Set(tx.key, value, nil))
+	tx.l.remember(upstream, id, h, value)
 	return Mapping{h}
 }
 
@@ -302,6 +378,7 @@ func (tx *Tx) PutMapping(upstream string, id, value []byte) Mapping {
 func (tx *Tx) SetMapping(m Mapping, upstream string, id, value []byte) {
 	tx.key = mappingKey(tx.key[:0], m.hour, upstream, id)
 	tx.fail(tx.b.Set(tx.key, value, nil))
+	tx.l.remember(upstream, id, m.hour, value)
 }
 
 // GetMapping finds the newest mapping of (upstream, id) younger than the TTL and appends its
@@ -309,6 +386,11 @@ func (tx *Tx) SetMapping(m Mapping, upstream string, id, value []byte) {
 func (tx *Tx) GetMapping(dst []byte, upstream string, id []byte) ([]byte, Mapping, bool) {
 	now := int64(hourOf(tx.now))
 	oldest := int64(hourOf(tx.now.Add(-tx.l.cfg.MappingTTL)))
+	var rm recentMapping
+	var ok bool
+	if rm, tx.key, ok = tx.l.recall(tx.key, upstream, id); ok && int64(rm.hour) >= oldest {
+		return append(dst, rm.value...), Mapping{rm.hour}, true
+	}
 	for h := now + 1; h >= oldest; h-- { // now+1: a clock that stepped back an hour
 		tx.key = mappingKey(tx.key[:0], uint32(h), upstream, id)
 		v, closer, err := tx.b.Get(tx.key)
@@ -358,6 +440,13 @@ type ExpireOp struct {
 func (e *ExpireOp) Apply(tx *Tx) {
 	l := tx.l
 	oldest := hourOf(tx.now.Add(-l.cfg.MappingTTL))
+	for _, m := range []map[string]recentMapping{l.recent, l.prev} {
+		for k, v := range m {
+			if v.hour < oldest {
+				delete(m, k)
+			}
+		}
+	}
 	tx.fail(tx.b.DeleteRange([]byte{prefixMapping}, binary.BigEndian.AppendUint32([]byte{prefixMapping}, oldest), nil))
 	cutoff := uint64(tx.now.Add(-l.cfg.OutboxTTL).UnixNano())
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixOutbox}, UpperBound: []byte{prefixOutbox + 1}})
@@ -391,11 +480,16 @@ func (e *ExpireOp) Done(err error) {
 	}
 }
 
-// Outbox calls fn with account's committed outbox items whose sequence number is above after,
-// in order, until fn returns false or limit items were seen. value is valid only during fn.
-func (l *Local) Outbox(account string, after uint64, limit int, fn func(seq uint64, value []byte) bool) error {
+// Outbox calls fn with account's outbox items whose sequence number is in (after, upto], in
+// order, until fn returns false or limit items were seen. value is valid only during fn.
+// Items become visible to Outbox when their group is applied, before its fsync: callers
+// bound upto by the sequence numbers they were told are durable.
+func (l *Local) Outbox(account string, after, upto uint64, limit int, fn func(seq uint64, value []byte) bool) error {
+	if upto <= after {
+		return nil
+	}
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: outboxKey(nil, []byte(account), after+1),
-		UpperBound: append(append([]byte{prefixOutbox}, account...), 1)})
+		UpperBound: outboxKey(nil, []byte(account), upto+1)})
 	if err != nil {
 		return err
 	}
@@ -410,7 +504,7 @@ func (l *Local) Outbox(account string, after uint64, limit int, fn func(seq uint
 	return it.Error()
 }
 
-// Pending counts the committed outbox items per account (at startup: what is waiting).
+// Pending counts the outbox items per account (at startup: what is waiting, all durable).
 func (l *Local) Pending() (map[string]int, error) {
 	it, err := l.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixOutbox}, UpperBound: []byte{prefixOutbox + 1}})
 	if err != nil {

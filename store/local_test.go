@@ -127,7 +127,7 @@ func TestMappingTTLAndBuckets(t *testing.T) {
 
 func outbox(t testing.TB, l *Local, acct string, after uint64) (seqs []uint64, vals []string) {
 	t.Helper()
-	if err := l.Outbox(acct, after, 1000, func(seq uint64, v []byte) bool {
+	if err := l.Outbox(acct, after, ^uint64(0)-1, 1000, func(seq uint64, v []byte) bool {
 		seqs, vals = append(seqs, seq), append(vals, string(v))
 		return true
 	}); err != nil {
