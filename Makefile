@@ -36,9 +36,11 @@ test:
 	$(GO) test -race -count=1 ./...
 	$(GO) test -run='^$$' -fuzz=FuzzFraming -fuzztime=$(FUZZTIME) ./smpp/
 	$(GO) test -run='^$$' -fuzz=FuzzParseSubmit -fuzztime=$(FUZZTIME) ./smpp/
+	$(GO) test -run='^$$' -fuzz=FuzzParseReceipt -fuzztime=$(FUZZTIME) ./smpp/
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzFraming -fuzztime=5m ./smpp/
+	$(GO) test -run='^$$' -fuzz=FuzzParseReceipt -fuzztime=5m ./smpp/
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -benchtime=3s ./bench/

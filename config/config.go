@@ -35,6 +35,8 @@ type Config struct {
 	Dedup      Dedup      `yaml:"dedup"`
 	Recipients Recipients `yaml:"recipients"`
 	QuietHours QuietHours `yaml:"quiet_hours"`
+	Receipts   Receipts   `yaml:"receipts"`
+	MO         MO         `yaml:"mo"`
 	Log        Log        `yaml:"log"`
 }
 
@@ -69,6 +71,7 @@ type Server struct {
 	ResponseTimeout     Duration `yaml:"response_timeout"`
 	MaxSessions         int      `yaml:"max_sessions"`
 	ShutdownTimeout     Duration `yaml:"shutdown_timeout"`
+	DeliverWindow       int      `yaml:"deliver_window"` // our unanswered deliver_sm per session
 }
 
 // Account is an ESME allowed to bind to smppd. After Load, Password holds
@@ -90,23 +93,26 @@ type Account struct {
 // Upstream is a pool of binds to an SMSC. After Load, Password holds the
 // plain password (also when read from password_env or password_file).
 type Upstream struct {
-	Name                string      `yaml:"name"`
-	Address             string      `yaml:"address"`
-	SystemID            string      `yaml:"system_id"`
-	Password            Secret      `yaml:"password"`
-	PasswordBcrypt      string      `yaml:"password_bcrypt"` // always rejected, for a precise error
-	PasswordEnv         string      `yaml:"password_env"`
-	PasswordFile        string      `yaml:"password_file"`
-	SystemType          string      `yaml:"system_type"`
-	BindType            string      `yaml:"bind_type"` // BindTransmitter, BindReceiver or BindTransceiver
-	Binds               int         `yaml:"binds"`
-	Window              int         `yaml:"window"`
-	Throughput          int         `yaml:"throughput"` // submits/s per bind, 0 = unlimited
-	EnquireLinkInterval Duration    `yaml:"enquire_link_interval"`
-	ResponseTimeout     Duration    `yaml:"response_timeout"`
-	ReconnectMin        Duration    `yaml:"reconnect_min"`
-	ReconnectMax        Duration    `yaml:"reconnect_max"`
-	TLS                 UpstreamTLS `yaml:"tls"`
+	Name                string   `yaml:"name"`
+	Address             string   `yaml:"address"`
+	SystemID            string   `yaml:"system_id"`
+	Password            Secret   `yaml:"password"`
+	PasswordBcrypt      string   `yaml:"password_bcrypt"` // always rejected, for a precise error
+	PasswordEnv         string   `yaml:"password_env"`
+	PasswordFile        string   `yaml:"password_file"`
+	SystemType          string   `yaml:"system_type"`
+	BindType            string   `yaml:"bind_type"` // BindTransmitter, BindReceiver or BindTransceiver
+	Binds               int      `yaml:"binds"`
+	Window              int      `yaml:"window"`
+	Throughput          int      `yaml:"throughput"` // submits/s per bind, 0 = unlimited
+	EnquireLinkInterval Duration `yaml:"enquire_link_interval"`
+	ResponseTimeout     Duration `yaml:"response_timeout"`
+	ReconnectMin        Duration `yaml:"reconnect_min"`
+	ReconnectMax        Duration `yaml:"reconnect_max"`
+	// ReceiptID says how the SMSC writes ids in receipts relative to its submit_sm_resp:
+	// auto, same, receipt_decimal or receipt_hex (smpp.IDMode).
+	ReceiptID string      `yaml:"receipt_id"`
+	TLS       UpstreamTLS `yaml:"tls"`
 }
 
 // Bind types of an Upstream.
@@ -208,6 +214,31 @@ func (q *QuietHours) ZoneMap() map[string]string {
 	return m
 }
 
+// Receipts configures delivery receipt correlation and the outbox of receipts and MO messages
+// waiting for their clients.
+type Receipts struct {
+	Hold            Duration   `yaml:"hold"`             // a receipt that overtook its submit_sm_resp waits this long for it
+	MaxHeld         int        `yaml:"max_held"`         // receipts held at once
+	UnmatchedStatus StatusCode `yaml:"unmatched_status"` // answers a receipt that matches no message
+	TTL             Duration   `yaml:"ttl"`              // receipts and MO no client took are dropped (and counted) after this
+	RetryMin        Duration   `yaml:"retry_min"`        // first delay before re-sending a deliver_sm the client did not acknowledge
+	RetryMax        Duration   `yaml:"retry_max"`        // longest such delay
+}
+
+// MO configures routing MO messages to accounts.
+type MO struct {
+	Routes           []MORoute  `yaml:"routes"`            // first match wins
+	UnroutableStatus StatusCode `yaml:"unroutable_status"` // answers an MO no route matches
+}
+
+// MORoute sends MO messages to To (exact, or a prefix ending in '*'), whose first word is
+// Keyword if set, to Account.
+type MORoute struct {
+	To      string `yaml:"to"`
+	Keyword string `yaml:"keyword"`
+	Account string `yaml:"account"`
+}
+
 // NumberRoute sends messages matching all its non-empty fields to Upstream.
 type NumberRoute struct {
 	Operator string `yaml:"operator"`
@@ -246,6 +277,7 @@ func Default() *Config {
 			ResponseTimeout:     Duration(10 * time.Second),
 			MaxSessions:         10000,
 			ShutdownTimeout:     Duration(15 * time.Second),
+			DeliverWindow:       10,
 		},
 		Accounts:  []Account{demo},
 		Upstreams: []Upstream{sim},
@@ -264,6 +296,9 @@ func Default() *Config {
 			Zones: []string{}, Status: 0x58},
 		Dedup: Dedup{Enabled: true, Window: Duration(10 * time.Minute), MaxEntries: 1 << 20, Policy: "return_original",
 			RejectStatus: 0x45, NearMax: 1000, NearWindow: Duration(10 * time.Minute), NearDistance: 3, NearStatus: 0x58},
+		Receipts: Receipts{Hold: Duration(10 * time.Second), MaxHeld: 100000, UnmatchedStatus: 0,
+			TTL: Duration(72 * time.Hour), RetryMin: Duration(time.Second), RetryMax: Duration(time.Minute)},
+		MO:  MO{Routes: []MORoute{}, UnroutableStatus: 0x0B},
 		Log: Log{Level: slog.LevelInfo, Format: "text"},
 	}
 }
@@ -277,6 +312,7 @@ func (u *Upstream) setDefaults() {
 	u.EnquireLinkInterval = Duration(30 * time.Second)
 	u.ResponseTimeout = Duration(10 * time.Second)
 	u.ReconnectMin, u.ReconnectMax = Duration(250*time.Millisecond), Duration(30*time.Second)
+	u.ReceiptID = "auto"
 }
 
 // Load reads the file at path over Default, resolves password_env and

@@ -175,7 +175,14 @@ func TestLoadErrors(t *testing.T) {
 		// router, log
 		{"max_wait", "router:\n  max_wait: 0s\n", "2: router.max_wait: must be greater than 0, got 0s"},
 		{"in_doubt_status zero", "router:\n  in_doubt_status: 0\n", "2: router.in_doubt_status: must not be 0"},
-		{"id_map_ttl", "router:\n  id_map_ttl: 0s\n", "2: router.id_map_ttl: must be greater than 0, got 0s"},
+		{"id_map_ttl", "router:\n  id_map_ttl: 0s\n", "2: router.id_map_ttl: must be at least 1m, got 0s"},
+		{"receipt_id", "upstreams:\n  - name: a\n    address: h:1\n    system_id: s\n    password: p\n    receipt_id: octal\n", "6: upstreams[0].receipt_id: must be auto, same, receipt_decimal or receipt_hex, got \"octal\""},
+		{"receipts_hold", "receipts:\n  hold: 0s\n", "2: receipts.hold: must be greater than 0, got 0s"},
+		{"receipts_ttl", "receipts:\n  ttl: 30s\n", "2: receipts.ttl: must be at least 1m, got 30s"},
+		{"receipts_retry", "receipts:\n  retry_min: 5s\n  retry_max: 1s\n", "3: receipts.retry_max: must not be less than retry_min (5s), got 1s"},
+		{"deliver_window", "server:\n  deliver_window: 0\n", "2: server.deliver_window: must be between 1 and 65535, got 0"},
+		{"mo_route_account", "mo:\n  routes:\n    - to: \"12345\"\n      account: nobody\n", "4: mo.routes[0].account: must name an account, got \"nobody\""},
+		{"mo_route_to", "mo:\n  routes:\n    - account: demo\n", "3: mo.routes[0].to: must be an address"},
 		{"log level offset", "log:\n  level: info+2\n", "2: log.level: must be debug, info, warn or error, got INFO+2"},
 		{"log format", "log:\n  format: xml\n", `2: log.format: must be text or json, got "xml"`},
 	}
@@ -243,7 +250,7 @@ upstreams:
 		Name: "smsc-1", Address: "smsc.example:2775", SystemID: "proxy", Password: "secret",
 		BindType: BindTransceiver, Binds: 4, Window: 100,
 		EnquireLinkInterval: Duration(30 * time.Second), ResponseTimeout: Duration(10 * time.Second),
-		ReconnectMin: Duration(250 * time.Millisecond), ReconnectMax: Duration(30 * time.Second),
+		ReconnectMin: Duration(250 * time.Millisecond), ReconnectMax: Duration(30 * time.Second), ReceiptID: "auto",
 	}}
 	if !reflect.DeepEqual(c.Accounts, wantAcct) {
 		t.Errorf("accounts = %+v, want %+v", c.Accounts, wantAcct)

@@ -9,11 +9,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/smppd/smppd/router/number"
 	"github.com/smppd/smppd/router/quiet"
+	"github.com/smppd/smppd/smpp"
 )
 
 // SMPP 3.4 limits of C-Octet String fields, without the terminating NUL.
@@ -99,6 +101,9 @@ func (l *loader) validate(c *Config) {
 		l.positive(p+".reconnect_min", u.ReconnectMin)
 		l.check(p+".reconnect_max", u.ReconnectMax >= u.ReconnectMin,
 			"must not be less than reconnect_min (%s), got %s", u.ReconnectMin, u.ReconnectMax)
+		if _, err := smpp.ParseIDMode(u.ReceiptID); err != nil {
+			l.addf(p+".receipt_id", "must be auto, same, receipt_decimal or receipt_hex, got %q", u.ReceiptID)
+		}
 		l.check(p+".tls.cert_file", (u.TLS.CertFile == "") == (u.TLS.KeyFile == ""),
 			"cert_file and key_file must be given together")
 		if u.TLS.Enabled {
@@ -110,7 +115,6 @@ func (l *loader) validate(c *Config) {
 
 	l.positive("router.max_wait", c.Router.MaxWait)
 	l.check("router.in_doubt_status", c.Router.InDoubtStatus != 0, "must not be 0 (ESME_ROK)")
-	l.positive("router.id_map_ttl", c.Router.IDMapTTL)
 	l.between("router.otp_reserve_percent", c.Router.OTPReservePercent, 0, 50)
 
 	nb := &c.Numbers
@@ -165,6 +169,19 @@ func (l *loader) validate(c *Config) {
 	}
 	l.check("numbers.fallback", nb.Fallback == "" || upstreams[nb.Fallback], "must name an upstream, got %q", nb.Fallback)
 
+	rc := &c.Receipts
+	l.positive("receipts.hold", rc.Hold)
+	l.between("receipts.max_held", rc.MaxHeld, 0, 1<<24)
+	l.check("receipts.ttl", rc.TTL >= Duration(time.Minute), "must be at least 1m, got %s", rc.TTL)
+	l.positive("receipts.retry_min", rc.RetryMin)
+	l.check("receipts.retry_max", rc.RetryMax >= rc.RetryMin, "must not be less than retry_min (%s), got %s", rc.RetryMin, rc.RetryMax)
+	l.check("router.id_map_ttl", c.Router.IDMapTTL >= Duration(time.Minute), "must be at least 1m, got %s", c.Router.IDMapTTL)
+	l.between("server.deliver_window", c.Server.DeliverWindow, 1, 65535)
+	for i, r := range c.MO.Routes {
+		p := fmt.Sprintf("mo.routes[%d]", i)
+		l.check(p+".to", r.To != "", "must be an address, or a prefix ending in '*' (\"*\": any)")
+		l.check(p+".account", ids[r.Account], "must name an account, got %q", r.Account)
+	}
 	l.check("log.level", slices.Contains([]slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError}, c.Log.Level),
 		"must be debug, info, warn or error, got %s", c.Log.Level)
 	l.check("log.format", c.Log.Format == "text" || c.Log.Format == "json", "must be text or json, got %q", c.Log.Format)

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/smppd/smppd/router"
+	"github.com/smppd/smppd/router/deliver"
 	"github.com/smppd/smppd/smpp"
 )
 
@@ -61,8 +62,11 @@ type upstreamStatus struct {
 }
 
 type accountStatus struct {
-	SystemID string `json:"system_id"`
-	Binds    int    `json:"binds"`
+	SystemID  string `json:"system_id"`
+	Binds     int    `json:"binds"`
+	Receivers int    `json:"receivers"`      // binds that take receipts and MO
+	Pending   int    `json:"outbox_pending"` // receipts and MO stored for it, not yet acknowledged
+	Inflight  int    `json:"outbox_inflight"`
 }
 
 func (n *Node) status(w http.ResponseWriter, _ *http.Request) {
@@ -73,8 +77,17 @@ func (n *Node) status(w http.ResponseWriter, _ *http.Request) {
 		Accounts  []accountStatus  `json:"accounts"`
 		Upstreams []upstreamStatus `json:"upstreams"`
 	}{NodeID: n.cfg.Node.ID, Ready: n.Ready(), Sessions: n.server.SessionCount()}
+	ob := map[string]deliver.AccountStatus{}
+	for _, a := range n.deliver.Status() {
+		ob[a.SystemID] = a
+	}
 	for _, a := range n.cfg.Accounts {
-		st.Accounts = append(st.Accounts, accountStatus{a.SystemID, n.server.Account(a.SystemID).Binds()})
+		o := ob[a.SystemID]
+		st.Accounts = append(st.Accounts, accountStatus{a.SystemID, n.server.Account(a.SystemID).Binds(), o.Receivers, o.Pending, o.Inflight})
+		delete(ob, a.SystemID)
+	}
+	for _, o := range ob { // accounts removed from the config with items still stored
+		st.Accounts = append(st.Accounts, accountStatus{o.SystemID, 0, o.Receivers, o.Pending, o.Inflight})
 	}
 	k := 0
 	for _, p := range n.pools {

@@ -81,11 +81,20 @@ type esme struct {
 
 func dialESME(t testing.TB, addr, systemID, password string, window int) *esme {
 	t.Helper()
+	return dialESMEWith(t, addr, systemID, password, window, nil)
+}
+
+// dialESMEWith is dialESME with the client config adjusted by mutate (bind type, OnDeliver).
+func dialESMEWith(t testing.TB, addr, systemID, password string, window int, mutate func(*smpp.ClientConfig)) *esme {
+	t.Helper()
 	e := &esme{t: t, up: make(chan struct{}, 1)}
 	cc := smpp.DefaultClientConfig()
 	cc.Name, cc.Addr, cc.SystemID, cc.Password, cc.Window = "esme", addr, systemID, password, window
 	cc.ResponseTimeout = 10 * time.Second
 	cc.Logger = testLogger()
+	if mutate != nil {
+		mutate(&cc)
+	}
 	cc.OnFree = func() {
 		select {
 		case e.up <- struct{}{}:

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,11 +22,13 @@ import (
 	"github.com/smppd/smppd/router"
 	"github.com/smppd/smppd/router/content"
 	"github.com/smppd/smppd/router/dedup"
+	"github.com/smppd/smppd/router/deliver"
 	"github.com/smppd/smppd/router/lane"
 	"github.com/smppd/smppd/router/number"
 	"github.com/smppd/smppd/router/quiet"
 	"github.com/smppd/smppd/router/recipient"
 	"github.com/smppd/smppd/smpp"
+	"github.com/smppd/smppd/store"
 )
 
 // Node is one running smppd.
@@ -36,6 +39,8 @@ type Node struct {
 	server  *smpp.Server
 	router  *router.Router
 	idmap   *router.MemIDMap
+	store   *store.Local
+	deliver *deliver.Service
 	clients []*smpp.Client
 	pools   []*router.Pool
 	numbers *number.Stage  // nil when numbers.enabled is false
@@ -63,6 +68,15 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 		return nil, err
 	}
 	n.idmap = router.NewMemIDMap(time.Duration(cfg.Router.IDMapTTL), 1<<20)
+	if err := n.openDeliver(); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = n.store.Close()
+		}
+	}()
 
 	byName := map[string]*router.Pool{}
 	for _, u := range cfg.Upstreams {
@@ -153,6 +167,7 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 	rc.MaxWait = time.Duration(cfg.Router.MaxWait)
 	rc.InDoubtStatus = smpp.Status(cfg.Router.InDoubtStatus)
 	rc.IDs, rc.IDMap, rc.Logger, rc.Metrics, rc.Stages = ids, n.idmap, log, n.metrics, stages
+	rc.Journal = n.deliver
 	if n.router, err = router.New(rc, n.pools); err != nil {
 		return nil, err
 	}
@@ -165,11 +180,12 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 	sc.EnquireLinkInterval = time.Duration(cfg.Server.EnquireLinkInterval)
 	sc.ResponseTimeout = time.Duration(cfg.Server.ResponseTimeout)
 	sc.MaxSessions = cfg.Server.MaxSessions
+	sc.OutboundWindow = cfg.Server.DeliverWindow
 	sc.Logger, sc.Metrics = log, n.metrics
 	if err := sc.Validate(); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	n.server = smpp.NewServer(sc, n.router)
+	n.server = smpp.NewServer(sc, handler{n.router, n.deliver})
 	accts := make([]*smpp.Account, 0, len(cfg.Accounts))
 	for i := range cfg.Accounts {
 		a := &cfg.Accounts[i]
@@ -178,7 +194,44 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 			Value: &router.Route{Pool: byName[a.Upstream]}})
 	}
 	n.server.SetAccounts(accts)
+	ok = true
 	return n, nil
+}
+
+// handler is the router for submits, and the deliver service for which sessions can receive.
+type handler struct {
+	*router.Router
+	d *deliver.Service
+}
+
+func (h handler) Bound(s *smpp.Session)   { h.Router.Bound(s); h.d.Bound(s) }
+func (h handler) Unbound(s *smpp.Session) { h.d.Unbound(s); h.Router.Unbound(s) }
+
+// openDeliver opens the local store (data_dir/local) and the receipt and MO service on it.
+func (n *Node) openDeliver() error {
+	cfg := n.cfg
+	sc := store.DefaultConfig()
+	sc.Dir, sc.Logger = filepath.Join(cfg.Node.DataDir, "local"), n.log
+	sc.MappingTTL, sc.OutboxTTL = time.Duration(cfg.Router.IDMapTTL), time.Duration(cfg.Receipts.TTL)
+	st, err := store.Open(sc)
+	if err != nil {
+		return err
+	}
+	dc := deliver.DefaultConfig()
+	r := &cfg.Receipts
+	dc.Store, dc.Hold, dc.MaxHeld, dc.UnmatchedStatus = st, time.Duration(r.Hold), r.MaxHeld, smpp.Status(r.UnmatchedStatus)
+	dc.RetryMin, dc.RetryMax, dc.OutboxTTL = time.Duration(r.RetryMin), time.Duration(r.RetryMax), time.Duration(r.TTL)
+	dc.UnroutableStatus, dc.Logger, dc.Metrics = smpp.Status(cfg.MO.UnroutableStatus), n.log, n.metrics
+	for _, mr := range cfg.MO.Routes {
+		dc.MORoutes = append(dc.MORoutes, deliver.MORoute{To: mr.To, Keyword: mr.Keyword, Account: mr.Account})
+	}
+	d, err := deliver.New(dc)
+	if err != nil {
+		_ = st.Close()
+		return err
+	}
+	n.store, n.deliver = st, d
+	return nil
 }
 
 func maxResponseTimeout(cfg *config.Config) time.Duration {
@@ -199,6 +252,10 @@ func (n *Node) newPool(u *config.Upstream) (*router.Pool, []*smpp.Client, error)
 	}
 	bt := map[string]smpp.BindType{config.BindTransmitter: smpp.Transmitter, config.BindReceiver: smpp.Receiver,
 		config.BindTransceiver: smpp.Transceiver}[u.BindType]
+	mode, err := smpp.ParseIDMode(u.ReceiptID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("receipt_id: %w", err)
+	}
 	var pool *router.Pool
 	notify := func() { pool.Notify() }
 	clients := make([]*smpp.Client, u.Binds)
@@ -211,6 +268,7 @@ func (n *Node) newPool(u *config.Upstream) (*router.Pool, []*smpp.Client, error)
 		cc.EnquireLinkInterval, cc.ResponseTimeout = time.Duration(u.EnquireLinkInterval), time.Duration(u.ResponseTimeout)
 		cc.ReconnectMin, cc.ReconnectMax = time.Duration(u.ReconnectMin), time.Duration(u.ReconnectMax)
 		cc.MaxPDUSize, cc.TLS, cc.Logger, cc.OnFree = n.cfg.Server.MaxPDUSize, tlsCfg, n.log, notify
+		cc.OnDeliver = n.deliver.OnDeliver(u.Name, mode)
 		if err := cc.Validate(); err != nil {
 			return nil, nil, err
 		}
@@ -233,6 +291,7 @@ func (n *Node) Start() error {
 		n.goRun(func() { _ = n.admin.Serve(n.adminLn) })
 	}
 	n.router.Start()
+	n.deliver.Start()
 	for _, c := range n.clients {
 		c.Start()
 	}
@@ -322,6 +381,9 @@ func (n *Node) Metrics() *metrics.Set { return n.metrics }
 // IDMap returns the message id mapping.
 func (n *Node) IDMap() router.IDMap { return n.idmap }
 
+// Deliver returns the receipt and MO service.
+func (n *Node) Deliver() *deliver.Service { return n.deliver }
+
 // Ready reports whether the node takes traffic: not draining and at least one upstream bound.
 func (n *Node) Ready() bool {
 	if n.draining.Load() {
@@ -369,6 +431,12 @@ func (n *Node) shutdown(ctx context.Context) error {
 			go func() { defer wg.Done(); _ = c.Close(ctx) }()
 		}
 		wg.Wait()
+	})
+	step("receipts", n.deliver.Close)
+	step("store", func() {
+		if err := n.store.Close(); err != nil {
+			errs = append(errs, err)
+		}
 	})
 	step("admin", func() {
 		if n.admin != nil {
