@@ -22,6 +22,9 @@ type Load struct {
 	// alike: for measuring stages such as dedup, which would otherwise answer most of them as
 	// duplicates without forwarding.
 	Vary int
+	// Delivered counts the deliver_sm (receipts, MO) the connections received; each is
+	// answered ESME_ROK at once.
+	Delivered atomic.Int64
 }
 
 // conn is one ESME bind of a Load. Its window is a channel of preallocated slots: a submit takes
@@ -95,6 +98,10 @@ func Dial(addr, systemID, password string, conns, window int, timeout time.Durat
 			case c.up <- struct{}{}:
 			default:
 			}
+		}
+		cfg.OnDeliver = func(cl *smpp.Client, ref smpp.DeliverRef, _ []byte) {
+			l.Delivered.Add(1)
+			_ = cl.RespondDeliver(ref, smpp.StatusOK)
 		}
 		c.c = smpp.NewClient(cfg)
 		c.c.Start()
