@@ -146,3 +146,69 @@ func TestInteropFiorixSMSC(t *testing.T) {
 		t.Fatalf("fiorix SMSC saw %d submits, want 5", count.Load())
 	}
 }
+
+// TestInteropFiorixReceipts: fiorix/go-smpp as a transceiver asks for receipts; the receipts
+// smppd sends it (deliver_sm of our making) parse in that library and carry the ids it was
+// given, and an MO routed to its account arrives too.
+func TestInteropFiorixReceipts(t *testing.T) {
+	sim := startSim(t, smpptest.Config{ReceiptDelay: time.Millisecond})
+	n := startNode(t, sim, func(c *config.Config) {
+		c.MO.Routes = []config.MORoute{{To: "12345", Account: "demo"}}
+	})
+	got := make(chan pdu.Body, 16)
+	tx := &fsmpp.Transceiver{Addr: n.SMPPAddr(), User: "demo", Passwd: "demo", RespTimeout: 5 * time.Second,
+		Handler: func(p pdu.Body) {
+			if p.Header().ID == pdu.DeliverSMID {
+				got <- p
+			}
+		}}
+	select {
+	case st := <-tx.Bind():
+		if st.Status() != fsmpp.Connected {
+			t.Fatalf("fiorix bind: %v %v", st.Status(), st.Error())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("fiorix bind: no status")
+	}
+	defer tx.Close()
+	ids := map[string]bool{}
+	for i := range 3 {
+		sm, err := tx.Submit(&fsmpp.ShortMessage{Src: "Shop", Dst: fmt.Sprintf("491511234567%d", i),
+			Text: pdutext.GSM7("Your parcel is on its way"), Register: pdufield.FinalDeliveryReceipt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[sm.RespID()] = true
+	}
+	for range 3 {
+		select {
+		case p := <-got:
+			f := p.Fields()
+			text := f[pdufield.ShortMessage].String()
+			tlv := p.TLVFields()
+			rid, ok := tlv[0x001E]
+			if !ok {
+				t.Fatalf("receipt without receipted_message_id: %q", text)
+			}
+			id := strings.TrimRight(string(rid.Bytes()), "\x00")
+			if !ids[id] || !strings.HasPrefix(text, "id:"+id+" ") {
+				t.Fatalf("receipt %q / TLV %q does not carry an id fiorix was given (%v)", text, id, ids)
+			}
+			delete(ids, id)
+		case <-time.After(10 * time.Second):
+			t.Fatal("fiorix got no receipt")
+		}
+	}
+	mo := smpp.Submit{SrcTON: 1, SrcNPI: 1, SrcAddr: []byte("491511234567"), DstAddr: []byte("12345"), ShortMessage: []byte("hello shop")}
+	if err := sim.SendMO("smppd", &mo); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-got:
+		if s := p.Fields()[pdufield.ShortMessage].String(); s != "hello shop" {
+			t.Fatalf("MO text %q", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("fiorix got no MO")
+	}
+}

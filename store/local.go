@@ -522,8 +522,12 @@ func (l *Local) Pending() (map[string]int, error) {
 // Commits returns the number of groups committed and the ops they held.
 func (l *Local) Commits() (groups, ops uint64) { return l.commits.Load(), l.committed.Load() }
 
-// DiskBytes returns the store's size on disk.
+// DiskBytes returns the store's size on disk: tables, write-ahead logs (Pebble keeps a few
+// old ones to recycle), manifest.
 func (l *Local) DiskBytes() uint64 { return l.db.Metrics().DiskSpaceUsage() }
+
+// TableBytes returns the size of the store's tables: its data, without the logs.
+func (l *Local) TableBytes() uint64 { m := l.db.Metrics(); return uint64(m.Total().TablesSize) }
 
 // Flush flushes memtables to sstables (tests and benchmarks measuring disk use).
 func (l *Local) Flush() error { return l.db.Flush() }

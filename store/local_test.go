@@ -313,3 +313,42 @@ func killChild(dir string) {
 		}})
 	}
 }
+
+// TestExpiryReclaimsDisk: mappings past the TTL are deleted by range and compacted away, so
+// the store's size is bounded by TTL x rate.
+func TestExpiryReclaimsDisk(t *testing.T) {
+	c := &clock{t: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)}
+	l := open(t, t.TempDir(), c)
+	defer l.Close()
+	value := []byte("\x01\x05\x54\x97\x4c\xc1\x40\x10\x00\x04demo")
+	for batch := range 20 {
+		do(t, l, func(tx *Tx) {
+			for i := range 5000 {
+				tx.PutMapping("sim", []byte(strconv.Itoa(batch*5000+i)), value)
+			}
+		})
+	}
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	full := l.TableBytes()
+	c.add(74 * time.Hour)
+	do(t, l, (&ExpireOp{}).Apply)
+	if err := l.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	after := l.TableBytes()
+	t.Logf("100000 mappings: %d bytes of tables, %d after expiry and compaction", full, after)
+	if after*2 > full {
+		t.Fatalf("expiry reclaimed too little: %d bytes before, %d after", full, after)
+	}
+	if _, ok := getMapping(t, l, "sim", "77"); ok {
+		t.Fatal("expired mapping still found")
+	}
+}
