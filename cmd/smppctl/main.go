@@ -113,7 +113,7 @@ func send(args []string) error {
 	to := fs.String("to", "", "destination number (required)")
 	from := fs.String("from", "smppd", "source address")
 	text := fs.String("text", "", "message text (GSM 7-bit when possible, else UCS2; split when long)")
-	receipt := fs.Bool("receipt", false, "request a delivery receipt (registered_delivery=1)")
+	receipt := fs.Bool("receipt", false, "request a delivery receipt (registered_delivery=1) and wait for it")
 	timeout := fs.Duration("timeout", 10*time.Second, "give up after this long")
 	_ = fs.Parse(args)
 	if *to == "" || *text == "" {
@@ -130,6 +130,22 @@ func send(args []string) error {
 		case up <- struct{}{}:
 		default:
 		}
+	}
+	receipts := make(chan string, 64)
+	cc.OnDeliver = func(c *smpp.Client, ref smpp.DeliverRef, pdu []byte) {
+		var s smpp.Submit
+		if smpp.ParseSubmit(pdu[smpp.HeaderLen:], &s) == nil {
+			if rc, err := smpp.ParseReceipt(&s); err == nil && smpp.IsReceipt(&s) {
+				fmt.Printf("receipt: message_id=%s stat=%s err=%s\n", rc.ID, rc.Stat, rc.Err)
+				select {
+				case receipts <- string(rc.ID):
+				default:
+				}
+			} else {
+				fmt.Printf("deliver_sm from %s to %s: %q\n", s.SrcAddr, s.DstAddr, s.Payload())
+			}
+		}
+		_ = c.RespondDeliver(ref, smpp.StatusOK)
 	}
 	c := smpp.NewClient(cc)
 	c.Start()
@@ -156,6 +172,7 @@ func send(args []string) error {
 	}
 	ref := byte(time.Now().UnixNano())
 	failed := 0
+	want := map[string]bool{}
 	for i, p := range parts {
 		s := smpp.Submit{SrcTON: srcTON, SrcNPI: 0, SrcAddr: []byte(strings.TrimPrefix(*from, "+")), DstTON: ton, DstNPI: npi,
 			DstAddr: []byte(strings.TrimPrefix(*to, "+")), DataCoding: dc, ShortMessage: p}
@@ -192,10 +209,19 @@ func send(args []string) error {
 			fmt.Printf("part %d/%d: refused: %s (0x%08X)\n", i+1, len(parts), r.status, uint32(r.status))
 		default:
 			fmt.Printf("part %d/%d: message_id=%s status=ESME_ROK\n", i+1, len(parts), r.id)
+			want[r.id] = true
 		}
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d parts not accepted", failed, len(parts))
+	}
+	for *receipt && len(want) > 0 {
+		select {
+		case id := <-receipts:
+			delete(want, id)
+		case <-deadline:
+			return fmt.Errorf("%d receipts did not arrive within %s", len(want), *timeout)
+		}
 	}
 	return nil
 }
