@@ -362,22 +362,27 @@ func (s *SMSC) sendReady(systemID string) {
 			s.mu.Unlock()
 			return // a kick comes when a session binds or an answer frees room
 		}
-		if len(q) == 1 {
-			delete(s.ready, systemID)
-		} else {
-			s.ready[systemID] = q[1:]
-		}
 		d.Attempts++
 		s.mu.Unlock()
+		// d stays at the head of the queue until it is sent: only this goroutine takes from the
+		// head, others append, so putting it back (which copied the queue) is never needed.
 		err := sess.Request(smpp.DeliverSM, d.Body, func(st smpp.Status, err error) { s.delivered(d, sess, st, err) })
+		s.mu.Lock()
 		if err != nil { // ErrWindowFull or ErrSessionClosed: nothing was sent; try another session
-			s.mu.Lock()
 			d.Attempts--
-			s.ready[systemID] = append([]*delivery{d}, s.ready[systemID]...)
 			s.mu.Unlock()
 			skip = append(skip, sess)
 			continue
 		}
+		switch q = s.ready[systemID]; {
+		case len(q) == 0 || q[0] != d: // Close emptied the queue
+		case len(q) == 1:
+			delete(s.ready, systemID)
+		default:
+			q[0] = nil
+			s.ready[systemID] = q[1:]
+		}
+		s.mu.Unlock()
 		if d.Kind == KindReceipt {
 			s.rcptSent.Add(1)
 		} else {
