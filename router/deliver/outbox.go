@@ -58,12 +58,6 @@ func (s *Service) outbox(account string) *outbox {
 	return ob
 }
 
-func (ob *outbox) start() {
-	ob.s.mu.Lock()
-	defer ob.s.mu.Unlock()
-	ob.startLocked()
-}
-
 // startLocked starts the goroutine; s.mu held.
 func (ob *outbox) startLocked() {
 	if ob.running || ob.s.closed {
