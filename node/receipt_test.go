@@ -30,11 +30,17 @@ func (ib *inbox) onDeliver(c *smpp.Client, ref smpp.DeliverRef, pdu []byte) {
 	if ib.answer != nil {
 		st = ib.answer(n, pdu)
 	}
+	if st == noAnswer {
+		return
+	}
 	if st == smpp.StatusOK {
 		ib.ch <- append([]byte(nil), pdu...)
 	}
 	_ = c.RespondDeliver(ref, st)
 }
+
+// noAnswer, returned by inbox.answer, leaves a deliver_sm unanswered.
+const noAnswer = smpp.Status(0x7FFFFFFF)
 
 // next returns the next deliver_sm acknowledged, parsed.
 func (ib *inbox) next(t testing.TB) ([]byte, smpp.Submit) {
@@ -235,8 +241,8 @@ func TestReceiptsGoToTheirOwnAccount(t *testing.T) {
 	txInbox.none(t)
 }
 
-// TestReceiptRetriedUntilAcknowledged: the client refuses the first deliver_sm and ignores
-// the second; smppd sends it again until it is acknowledged, then stops.
+// TestReceiptRetriedUntilAcknowledged: the client refuses the first deliver_sm (ESME_RX_T_APPN);
+// smppd sends it again after retry_min, and stops once it is acknowledged.
 func TestReceiptRetriedUntilAcknowledged(t *testing.T) {
 	sim := startSim(t, smpptest.Config{ReceiptDelay: time.Millisecond})
 	n := startNode(t, sim, func(c *config.Config) {
@@ -407,4 +413,32 @@ func TestUnmatchedReceipt(t *testing.T) {
 	})
 	waitFor(t, "SMSC got its answer", 10*time.Second, func() bool { return sim.Stats().MOAcked == 1 })
 	ib.none(t)
+}
+
+// TestReceiptRetriedAfterNoAnswer: the client never answers the first deliver_sm; after
+// server.response_timeout smppd closes that session, and the receipt goes out again once the
+// client has bound again.
+func TestReceiptRetriedAfterNoAnswer(t *testing.T) {
+	sim := startSim(t, smpptest.Config{ReceiptDelay: time.Millisecond})
+	n := startNode(t, sim, func(c *config.Config) {
+		c.Receipts.RetryMin, c.Receipts.RetryMax = config.Duration(10*time.Millisecond), config.Duration(50*time.Millisecond)
+		c.Server.ResponseTimeout = config.Duration(200 * time.Millisecond)
+	})
+	ib := newInbox()
+	ib.answer = func(n int64, _ []byte) smpp.Status {
+		if n == 1 {
+			return noAnswer
+		}
+		return smpp.StatusOK
+	}
+	e := dialESMEWith(t, n.SMPPAddr(), "demo", "demo", 100, func(cc *smpp.ClientConfig) {
+		cc.OnDeliver = ib.onDeliver
+		cc.ReconnectMin, cc.ReconnectMax = 20*time.Millisecond, 100*time.Millisecond
+	})
+	ids := sendWithReceipts(t, e, 1, "silent")
+	collect(t, ib, ids, 1)
+	waitFor(t, "outbox drained", 10*time.Second, func() bool { return pending(n, "demo") == 0 })
+	if got := counter(n, `smppd_sessions_closed_total{reason="response_timeout"}`); got != 1 {
+		t.Fatalf("sessions closed for not answering: %v, want 1", got)
+	}
 }

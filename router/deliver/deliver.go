@@ -281,7 +281,10 @@ func (op *mappingOp) Apply(tx *store.Tx) {
 	for _, rc := range list {
 		if rc.holding {
 			s.unhold(rc)
-			rc.match(tx)
+			if !rc.match(tx) { // only if the value just written does not decode
+				s.noMatch.Inc()
+				rc.status = s.cfg.UnmatchedStatus
+			}
 			op.resolved = append(op.resolved, rc)
 		}
 	}
