@@ -222,6 +222,7 @@ func (n *Node) openDeliver() error {
 	dc.Store, dc.Hold, dc.MaxHeld, dc.UnmatchedStatus = st, time.Duration(r.Hold), r.MaxHeld, smpp.Status(r.UnmatchedStatus)
 	dc.RetryMin, dc.RetryMax, dc.OutboxTTL = time.Duration(r.RetryMin), time.Duration(r.RetryMax), time.Duration(r.TTL)
 	dc.UnroutableStatus, dc.Logger, dc.Metrics = smpp.Status(cfg.MO.UnroutableStatus), n.log, n.metrics
+	dc.Window = cfg.Server.DeliverWindow
 	for _, mr := range cfg.MO.Routes {
 		dc.MORoutes = append(dc.MORoutes, deliver.MORoute{To: mr.To, Keyword: mr.Keyword, Account: mr.Account})
 	}

@@ -38,6 +38,11 @@ type Config struct {
 	ExpireEvery time.Duration
 	// OutboxTTL is the store's outbox TTL: older items are not sent (they are being expired).
 	OutboxTTL time.Duration
+	// Window bounds, per receiver session of an account, the deliver_sm answered whose removal
+	// is not yet synced; the session's own window (smpp.ServerConfig.OutboundWindow, the same
+	// figure) bounds those sent and not yet answered. Together: what a crash can make smppd
+	// deliver twice.
+	Window int
 	Logger    *slog.Logger
 	Metrics   *metrics.Set
 }
@@ -51,7 +56,7 @@ type MORoute struct {
 // DefaultConfig returns the defaults documented in configs/dev.yaml.
 func DefaultConfig() Config {
 	return Config{Hold: 10 * time.Second, MaxHeld: 100000, UnroutableStatus: smpp.StatusInvDstAddr,
-		RetryMin: time.Second, RetryMax: time.Minute, ExpireEvery: time.Minute, OutboxTTL: 72 * time.Hour}
+		RetryMin: time.Second, RetryMax: time.Minute, ExpireEvery: time.Minute, OutboxTTL: 72 * time.Hour, Window: 10}
 }
 
 // Validate reports the first invalid field.
@@ -65,6 +70,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("max_held: must not be negative, got %d", c.MaxHeld)
 	case c.RetryMin <= 0 || c.RetryMax < c.RetryMin:
 		return fmt.Errorf("retry: want 0 < retry_min <= retry_max, got %s and %s", c.RetryMin, c.RetryMax)
+	case c.Window < 1:
+		return fmt.Errorf("window: must be at least 1, got %d", c.Window)
 	case c.OutboxTTL <= 0:
 		return fmt.Errorf("outbox ttl: must be positive, got %s", c.OutboxTTL)
 	case c.ExpireEvery <= 0:

@@ -28,7 +28,11 @@ type outbox struct {
 	pending  int     // in the store, not yet acknowledged
 	queue    []*item // loaded, waiting to be sent, by seq
 	inflight int
-	cursor   uint64 // the highest seq loaded
+	// unconfirmed: acknowledged by the client, removal not yet synced. At most Config.Window
+	// per session, like inflight (the sessions' windows bound that), so a crash re-delivers at
+	// most twice the window per session.
+	unconfirmed int
+	cursor      uint64 // the highest seq loaded
 	durable  uint64 // the highest seq known synced: nothing above it is loaded
 	more     bool   // the store may hold items in (cursor, durable]
 	running  bool
@@ -156,7 +160,8 @@ func (ob *outbox) pump() time.Duration {
 	cutoff := uint64(now.Add(-ob.s.cfg.OutboxTTL).UnixNano())
 	var next time.Duration
 	kept := ob.queue[:0]
-	full := false
+	limit := ob.s.cfg.Window * len(ob.sessions)
+	full := ob.unconfirmed >= limit
 	for _, it := range ob.queue {
 		switch {
 		case it.seq < cutoff:
@@ -169,6 +174,7 @@ func (ob *outbox) pump() time.Duration {
 		default:
 			sent, anyRoom := ob.send(it)
 			if sent {
+				full = ob.unconfirmed >= limit
 				continue
 			}
 			full = !anyRoom
@@ -231,9 +237,9 @@ func (ob *outbox) answered(it *item, st smpp.Status, err error) {
 	if err == nil && st == smpp.StatusOK {
 		ob.mu.Lock()
 		ob.inflight--
+		ob.unconfirmed++
 		ob.mu.Unlock()
 		ob.s.st.Do(&removeOp{ob: ob, seq: it.seq})
-		ob.kick()
 		return
 	}
 	ob.retries.Inc()
@@ -277,7 +283,9 @@ func (r *removeOp) Done(err error) {
 	r.ob.delivered.Inc()
 	r.ob.mu.Lock()
 	r.ob.pending = max(r.ob.pending-1, 0)
+	r.ob.unconfirmed--
 	r.ob.mu.Unlock()
+	r.ob.kick()
 }
 
 // Bound registers a receiver or transceiver session of its account for deliveries.
