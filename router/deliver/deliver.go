@@ -42,9 +42,9 @@ type Config struct {
 	// is not yet synced; the session's own window (smpp.ServerConfig.OutboundWindow, the same
 	// figure) bounds those sent and not yet answered. Together: what a crash can make smppd
 	// deliver twice.
-	Window int
-	Logger    *slog.Logger
-	Metrics   *metrics.Set
+	Window  int
+	Logger  *slog.Logger
+	Metrics *metrics.Set
 }
 
 // MORoute sends MO messages whose destination address matches To (exactly, or as a prefix when

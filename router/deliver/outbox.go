@@ -33,9 +33,9 @@ type outbox struct {
 	// most twice the window per session.
 	unconfirmed int
 	cursor      uint64 // the highest seq loaded
-	durable  uint64 // the highest seq known synced: nothing above it is loaded
-	more     bool   // the store may hold items in (cursor, durable]
-	running  bool
+	durable     uint64 // the highest seq known synced: nothing above it is loaded
+	more        bool   // the store may hold items in (cursor, durable]
+	running     bool
 
 	delivered, expiredC, retries *metrics.Counter
 }
