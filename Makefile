@@ -5,7 +5,7 @@ BIN      := bin
 DATA     := data
 FUZZTIME ?= 10s
 
-.PHONY: all build run test fuzz bench lint clean
+.PHONY: all build run cluster test fuzz bench lint clean
 
 all: build
 
@@ -29,6 +29,21 @@ run: build
 	  trap ':' INT TERM; \
 	  $(BIN)/smppd -config configs/dev.yaml & smppd=$$!; \
 	  wait $$smppd; wait $$smppd
+
+# Starts the simulator and a 3-node cluster on loopback (configs/cluster/n1..n3.yaml): SMPP on
+# 127.0.0.1:2775/2785/2795, admin on 8775/8785/8795 (smppctl's default is node 1; --addr picks
+# another), Raft on 8300-8302, data in ./data/n1..n3. Ctrl-C stops all of them (each drains).
+cluster: build
+	@mkdir -p $(DATA)
+	@echo "smscsim: 127.0.0.1:2776; smppd n1/n2/n3: SMPP 127.0.0.1:2775/2785/2795, admin :8775/:8785/:8795"
+	@echo "try: $(BIN)/smppctl cluster status; $(BIN)/smppctl blocklist add +4915112345678 --addr 127.0.0.1:8785"
+	@$(BIN)/smscsim -addr 127.0.0.1:2776 -receipt-delay 1s & sim=$$!; \
+	  trap 'kill $$sim 2>/dev/null; wait $$sim 2>/dev/null' EXIT; \
+	  trap ':' INT TERM; \
+	  $(BIN)/smppd -config configs/cluster/n1.yaml & n1=$$!; \
+	  $(BIN)/smppd -config configs/cluster/n2.yaml & n2=$$!; \
+	  $(BIN)/smppd -config configs/cluster/n3.yaml & n3=$$!; \
+	  wait $$n1 $$n2 $$n3; wait $$n1 $$n2 $$n3
 
 # CI runs exactly this (via .ci/run).
 test:

@@ -37,7 +37,47 @@ type Config struct {
 	QuietHours QuietHours `yaml:"quiet_hours"`
 	Receipts   Receipts   `yaml:"receipts"`
 	MO         MO         `yaml:"mo"`
+	Cluster    Cluster    `yaml:"cluster"`
+	Protection Protection `yaml:"protection"`
+	Admin      Admin      `yaml:"admin"`
 	Log        Log        `yaml:"log"`
+}
+
+// Cluster configures the Raft cluster that replicates the recipient-protection state. A node
+// with no peers is a one-node cluster.
+type Cluster struct {
+	NodeID         string     `yaml:"node_id"`         // Raft server id; "" = "node<node.id>"
+	RaftAddr       string     `yaml:"raft_addr"`       // Raft transport listen address
+	Advertise      string     `yaml:"advertise"`       // address the others dial; "" = raft_addr
+	Peers          []Peer     `yaml:"peers"`           // initial members, this node included; [] = this node alone
+	Bootstrap      bool       `yaml:"bootstrap"`       // false: never bootstrap; wait to be joined (nodes added later)
+	ApplyTimeout   Duration   `yaml:"apply_timeout"`   // a write not committed by then fails
+	StaleAfter     Duration   `yaml:"stale_after"`     // no leader heard from for this long: stale
+	StalePolicy    string     `yaml:"stale_policy"`    // serve (keep enforcing what is committed, alarm) | refuse (non-OTP refused)
+	StaleStatus    StatusCode `yaml:"stale_status"`    // policy refuse: the status
+	ExpireInterval Duration   `yaml:"expire_interval"` // how often the leader proposes expiry of timed entries
+}
+
+// Peer is a cluster member.
+type Peer struct {
+	ID    string `yaml:"id"`
+	Raft  string `yaml:"raft"`
+	Admin string `yaml:"admin"`
+}
+
+// Protection configures how the replicated state is enforced.
+type Protection struct {
+	Enabled         bool       `yaml:"enabled"`
+	BlockedStatus   StatusCode `yaml:"blocked_status"`   // answers a message to a blocked/complained/opted-out number
+	ComplaintBlocks bool       `yaml:"complaint_blocks"` // a complaint also blocklists the number for everyone
+	OptOutKeywords  []string   `yaml:"optout_keywords"`  // an MO starting with one opts its sender out of the address it replied to
+}
+
+// Admin configures the admin API.
+type Admin struct {
+	// Token is the bearer token admin writes need. It may be empty only while listen.admin is
+	// on loopback (the dev config).
+	Token Secret `yaml:"token"`
 }
 
 // Node identifies this smppd instance.
@@ -298,9 +338,21 @@ func Default() *Config {
 			RejectStatus: 0x45, NearMax: 1000, NearWindow: Duration(10 * time.Minute), NearDistance: 3, NearStatus: 0x58},
 		Receipts: Receipts{Hold: Duration(10 * time.Second), MaxHeld: 100000, UnmatchedStatus: 0,
 			TTL: Duration(72 * time.Hour), RetryMin: Duration(time.Second), RetryMax: Duration(time.Minute)},
-		MO:  MO{Routes: []MORoute{}, UnroutableStatus: 0x0B},
+		MO: MO{Routes: []MORoute{}, UnroutableStatus: 0x0B},
+		Cluster: Cluster{NodeID: "", RaftAddr: "127.0.0.1:8300", Peers: []Peer{}, Bootstrap: true, ApplyTimeout: Duration(5 * time.Second),
+			StaleAfter: Duration(time.Minute), StalePolicy: "serve", StaleStatus: 0x58, ExpireInterval: Duration(time.Minute)},
+		Protection: Protection{Enabled: true, BlockedStatus: 0x45, ComplaintBlocks: true,
+			OptOutKeywords: []string{"STOP", "UNSUBSCRIBE", "TD", "退订", "取消"}},
 		Log: Log{Level: slog.LevelInfo, Format: "text"},
 	}
+}
+
+// ClusterNodeID returns cluster.node_id, or "node<node.id>" when it is empty.
+func (c *Config) ClusterNodeID() string {
+	if c.Cluster.NodeID != "" {
+		return c.Cluster.NodeID
+	}
+	return fmt.Sprintf("node%d", c.Node.ID)
 }
 
 // setDefaults sets the defaults of the keys an accounts element may omit.

@@ -182,9 +182,46 @@ func (l *loader) validate(c *Config) {
 		l.check(p+".to", r.To != "", "must be an address, or a prefix ending in '*' (\"*\": any)")
 		l.check(p+".account", ids[r.Account], "must name an account, got %q", r.Account)
 	}
+	cl := &c.Cluster
+	l.hostPort("cluster.raft_addr", cl.RaftAddr, false)
+	l.hostPort("cluster.advertise", cl.Advertise, true)
+	l.positive("cluster.apply_timeout", cl.ApplyTimeout)
+	l.positive("cluster.stale_after", cl.StaleAfter)
+	l.positive("cluster.expire_interval", cl.ExpireInterval)
+	l.check("cluster.stale_policy", cl.StalePolicy == "serve" || cl.StalePolicy == "refuse", "must be serve or refuse, got %q", cl.StalePolicy)
+	l.check("cluster.stale_status", cl.StaleStatus != 0, "must not be 0 (ESME_ROK)")
+	peerIDs := map[string]bool{}
+	self := false
+	for i, p := range cl.Peers {
+		pp := fmt.Sprintf("cluster.peers[%d]", i)
+		l.check(pp+".id", p.ID != "", "must not be empty")
+		l.check(pp+".id", !peerIDs[p.ID], "duplicate id %q", p.ID)
+		peerIDs[p.ID] = true
+		l.hostPort(pp+".raft", p.Raft, false)
+		l.hostPort(pp+".admin", p.Admin, true)
+		self = self || p.ID == c.ClusterNodeID()
+	}
+	l.check("cluster.peers", len(cl.Peers) == 0 || self || !cl.Bootstrap, "must include this node (cluster.node_id %q), or be empty, when bootstrap is true", c.ClusterNodeID())
+	l.check("protection.blocked_status", c.Protection.BlockedStatus != 0, "must not be 0 (ESME_ROK)")
+	if c.Admin.Token == "" && c.Listen.Admin != "" && !loopback(c.Listen.Admin) {
+		l.addf("admin.token", "required when listen.admin (%s) is not a loopback address: admin writes need a bearer token", c.Listen.Admin)
+	}
 	l.check("log.level", slices.Contains([]slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn, slog.LevelError}, c.Log.Level),
 		"must be debug, info, warn or error, got %s", c.Log.Level)
 	l.check("log.format", c.Log.Format == "text" || c.Log.Format == "json", "must be text or json, got %q", c.Log.Format)
+}
+
+// loopback reports whether host:port names a loopback host.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (l *loader) between(path string, v, lo, hi int) {

@@ -40,6 +40,7 @@ func (n *Node) adminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /api/v1/status", n.status)
+	n.protectRoutes(mux)
 	mux.HandleFunc("GET /api/v1/messages/{id}", n.message)
 	mux.HandleFunc("POST /api/v1/explain", n.explain)
 	mux.HandleFunc("POST /api/v1/reload", func(w http.ResponseWriter, _ *http.Request) {

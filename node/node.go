@@ -41,6 +41,8 @@ type Node struct {
 	idmap   *router.MemIDMap
 	store   *store.Local
 	deliver *deliver.Service
+	repl    *replicated
+	peersMu sync.Mutex // guards repl.peers
 	clients []*smpp.Client
 	pools   []*router.Pool
 	numbers *number.Stage  // nil when numbers.enabled is false
@@ -71,9 +73,14 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 	if err := n.openDeliver(); err != nil {
 		return nil, err
 	}
+	if err := n.openCluster(); err != nil {
+		_ = n.store.Close()
+		return nil, err
+	}
 	ok := false
 	defer func() {
 		if !ok {
+			_ = n.closeCluster()
 			_ = n.store.Close()
 		}
 	}()
@@ -121,6 +128,14 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 	if cfg.Lanes.Enabled {
 		st, err := lane.New(lane.Config{OTPAccounts: cfg.Lanes.OTPAccounts, BulkAccounts: cfg.Lanes.BulkAccounts,
 			Templates: cfg.Lanes.Templates, Metrics: n.metrics})
+		if err != nil {
+			return nil, err
+		}
+		stages = append(stages, st)
+	}
+
+	if cfg.Protection.Enabled {
+		st, err := n.protectStage()
 		if err != nil {
 			return nil, err
 		}
@@ -223,6 +238,8 @@ func (n *Node) openDeliver() error {
 	dc.RetryMin, dc.RetryMax, dc.OutboxTTL = time.Duration(r.RetryMin), time.Duration(r.RetryMax), time.Duration(r.TTL)
 	dc.UnroutableStatus, dc.Logger, dc.Metrics = smpp.Status(cfg.MO.UnroutableStatus), n.log, n.metrics
 	dc.Window = cfg.Server.DeliverWindow
+	dc.OptOutWords = cfg.Protection.OptOutKeywords
+	dc.OnOptOut = n.optOut
 	for _, mr := range cfg.MO.Routes {
 		dc.MORoutes = append(dc.MORoutes, deliver.MORoute{To: mr.To, Keyword: mr.Keyword, Account: mr.Account})
 	}
@@ -293,6 +310,7 @@ func (n *Node) Start() error {
 	}
 	n.router.Start()
 	n.deliver.Start()
+	n.startLeaderJobs()
 	for _, c := range n.clients {
 		c.Start()
 	}
@@ -434,6 +452,11 @@ func (n *Node) shutdown(ctx context.Context) error {
 		wg.Wait()
 	})
 	step("receipts", n.deliver.Close)
+	step("cluster", func() {
+		if err := n.closeCluster(); err != nil {
+			errs = append(errs, err)
+		}
+	})
 	step("store", func() {
 		if err := n.store.Close(); err != nil {
 			errs = append(errs, err)

@@ -135,6 +135,10 @@ type clientConn struct {
 	elSent     atomic.Int64 // unix nanos of our unanswered enquire_link, 0: none
 	unbindSent atomic.Bool
 	batch      Batch // read loop: writers to wake before the next blocking read
+	// read loop: the SMSC sent unbind (seq peerUnbind); we answer once our submits in flight
+	// are answered, so none of them is lost with the connection.
+	peerUnbound bool
+	peerUnbind  uint32
 }
 
 // NewClient returns a client; Start connects it.
@@ -436,6 +440,9 @@ func (c *Client) readLoop(cc *clientConn) error {
 				w.SubmitDone(&cc.batch, h.Status, id, nil)
 				c.notifyFree()
 			}
+			if cc.peerUnbound && c.used.Load() == 0 {
+				return c.answerUnbind(cc)
+			}
 		case EnquireLink:
 			_ = cc.w.appendPDU(EnquireLinkResp, StatusOK, h.Seq, nil)
 		case EnquireLinkResp:
@@ -446,10 +453,16 @@ func (c *Client) readLoop(cc *clientConn) error {
 				_ = cc.w.appendPDU(DeliverSMResp, StatusTempAppErr, h.Seq, nil)
 			}
 		case Unbind:
-			_ = cc.w.appendPDU(UnbindResp, StatusOK, h.Seq, nil)
-			cc.w.close()
-			<-cc.w.done
-			return errors.New("unbound by SMSC")
+			// No new submits on this connection; answer once those in flight are answered
+			// (the SMSC answers them before it closes: TCP keeps our submits ahead of this).
+			c.mu.Lock()
+			c.bound.Store(false)
+			c.mu.Unlock()
+			cc.peerUnbound, cc.peerUnbind = true, h.Seq
+			if c.used.Load() == 0 {
+				return c.answerUnbind(cc)
+			}
+			c.log.Info("SMSC sent unbind; waiting for the answers to our submits in flight", "in_flight", c.used.Load())
 		case UnbindResp:
 			return io.EOF
 		default:
@@ -458,6 +471,15 @@ func (c *Client) readLoop(cc *clientConn) error {
 			}
 		}
 	}
+}
+
+// answerUnbind answers the SMSC's unbind and ends the connection.
+func (c *Client) answerUnbind(cc *clientConn) error {
+	_ = cc.w.appendPDU(UnbindResp, StatusOK, cc.peerUnbind, nil)
+	cc.batch.Flush()
+	cc.w.close()
+	<-cc.w.done
+	return errors.New("unbound by SMSC")
 }
 
 func (c *Client) sendUnbind(cc *clientConn) {

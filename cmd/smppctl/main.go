@@ -4,6 +4,12 @@
 //	smppctl status                                    node status from the admin API
 //	smppctl message ID                                which upstream id stands behind a message_id
 //	smppctl explain --account A --to N --text T       dry-run the pipeline and print each decision
+//	smppctl blocklist add|remove|check|list|import|export, complaint add|list, optout list|add|remove
+//	smppctl cluster status|join|remove|transfer-leadership
+//
+// Admin commands talk to a node's admin API (--addr, default 127.0.0.1:8775; any node: writes are
+// forwarded to the leader), print tables (-o json for scripts), and send --token (default
+// $SMPPD_TOKEN) as the bearer token writes need.
 package main
 
 import (
@@ -28,6 +34,12 @@ const usage = `usage:
   smppctl status [--admin ADDR]                  show node status
   smppctl message [--admin ADDR] MESSAGE_ID      show the upstream id behind a message_id
   smppctl explain --account A --to N --text T    dry-run the pipeline: each stage's decision
+  smppctl blocklist add [--account A] [--sender S] [--reason R] [--ttl D] NUMBER...
+  smppctl blocklist remove|check|list|import FILE.csv|export
+  smppctl complaint add [--upstream U] [--reason R] NUMBER... | complaint list
+  smppctl optout list|add|remove
+  smppctl cluster status|join --id ID --raft ADDR --node-admin ADDR|remove --id ID|transfer-leadership
+Admin commands take --addr NODE_ADMIN (default 127.0.0.1:8775), --token (default $SMPPD_TOKEN), -o json.
 Run "smppctl CMD -h" for a command's flags.`
 
 func main() {
@@ -51,6 +63,14 @@ func main() {
 		})
 	case "explain":
 		err = explain(os.Args[2:])
+	case "blocklist":
+		err = blocklist(os.Args[2:])
+	case "complaint":
+		err = complaint(os.Args[2:])
+	case "optout":
+		err = optout(os.Args[2:])
+	case "cluster":
+		err = clusterCmd(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Println(usage)
 		return

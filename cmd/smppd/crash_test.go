@@ -42,22 +42,24 @@ type daemon struct {
 	t                *testing.T
 	cfgPath          string
 	smppAddr, admin  string
+	raft             string
 	cmd              *exec.Cmd
 	simAddr, dataDir string
 }
 
 func newDaemon(t *testing.T, simAddr string) *daemon {
-	d := &daemon{t: t, smppAddr: freePort(t), admin: freePort(t), simAddr: simAddr, dataDir: t.TempDir()}
+	d := &daemon{t: t, smppAddr: freePort(t), admin: freePort(t), simAddr: simAddr, dataDir: t.TempDir(), raft: freePort(t)}
 	d.cfgPath = filepath.Join(t.TempDir(), "smppd.yaml")
 	cfg := fmt.Sprintf(`node: {id: 7, data_dir: %q}
 listen: {smpp: %q, admin: %q}
+cluster: {raft_addr: %q}
 upstreams:
   - {name: sim, address: %q, system_id: smppd, password: smppd, binds: 2, window: 100, reconnect_min: 20ms, reconnect_max: 200ms}
 accounts:
   - {system_id: demo, password: demo, upstream: sim, window: 100}
 receipts: {retry_min: 20ms, retry_max: 200ms}
 log: {level: warn}
-`, d.dataDir, d.smppAddr, d.admin, simAddr)
+`, d.dataDir, d.smppAddr, d.admin, d.raft, simAddr)
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -67,13 +69,25 @@ log: {level: warn}
 
 func (d *daemon) start() {
 	d.t.Helper()
+	d.startAsync()
+	d.waitReady()
+}
+
+// startAsync starts the process without waiting for it to be ready.
+func (d *daemon) startAsync() {
+	d.t.Helper()
 	d.cmd = exec.Command(os.Args[0], "-test.run=^$")
 	d.cmd.Env = append(os.Environ(), "SMPPD_TEST_CHILD_CONFIG="+d.cfgPath)
 	d.cmd.Stderr = os.Stderr
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
 	}
-	smpptest.WaitFor(d.t, "smppd ready", 20*time.Second, func() bool {
+}
+
+// waitReady waits until the node's /readyz answers 200.
+func (d *daemon) waitReady() {
+	d.t.Helper()
+	smpptest.WaitFor(d.t, "smppd ready", 60*time.Second, func() bool {
 		resp, err := http.Get("http://" + d.admin + "/readyz")
 		if err != nil {
 			return false

@@ -36,6 +36,11 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// ExpireEvery is how often expired mappings and outbox items are removed.
 	ExpireEvery time.Duration
+	// OptOutWords are first words of an MO that opt its sender out of messages from the address
+	// it was sent to (STOP, 退订, ...; any case). OnOptOut is told each one, once the MO is
+	// stored or refused; it must not block.
+	OptOutWords []string
+	OnOptOut    func(number uint64, sender, account string)
 	// OutboxTTL is the store's outbox TTL: older items are not sent (they are being expired).
 	OutboxTTL time.Duration
 	// Window bounds, per receiver session of an account, the deliver_sm answered whose removal
@@ -115,6 +120,7 @@ type Service struct {
 	heldMu                            sync.Mutex
 	storeErrors, mappingsWritten      *metrics.Counter
 	moUnroutable, moRouted, heldFull  *metrics.Counter
+	optOuts                           *metrics.Counter
 	matched, duplicate, noID, noMatch *metrics.Counter
 }
 
@@ -154,6 +160,7 @@ func New(cfg Config) (*Service, error) {
 	s.heldFull = s.m.GetOrCreateCounter(`smppd_receipts_total{result="unmatched",reason="hold_full"}`)
 	s.moRouted = s.m.GetOrCreateCounter(`smppd_mo_total{result="routed"}`)
 	s.moUnroutable = s.m.GetOrCreateCounter(`smppd_mo_total{result="unroutable"}`)
+	s.optOuts = s.m.GetOrCreateCounter(`smppd_mo_optouts_total`)
 	s.m.NewGauge(`smppd_receipts_held`, func() float64 {
 		s.heldMu.Lock()
 		defer s.heldMu.Unlock()
@@ -327,6 +334,7 @@ func (s *Service) OnDeliver(upstream string, mode smpp.IDMode) func(c *smpp.Clie
 		op.client, op.ref, op.upstream, op.mode = c, ref, upstream, mode
 		op.pdu = append(op.pdu[:0], pdu...)
 		op.status, op.account, op.enqueued, op.holding, op.deferred, op.kind = smpp.StatusOK, "", false, false, false, 0
+		op.optOut = false
 		if err := smpp.ParseSubmit(op.pdu[smpp.HeaderLen:], &op.sub); err != nil {
 			s.log.Warn("malformed deliver_sm from upstream", "upstream", upstream, "err", err)
 			st := smpp.StatusSysErr
@@ -382,6 +390,7 @@ type receiptOp struct {
 	// which may come after, in the same group, must not).
 	deferred bool
 	deadline time.Time
+	optOut   bool // an MO whose first word is an opt-out keyword
 }
 
 // answer answers the upstream and recycles op.
@@ -601,6 +610,12 @@ func (op *receiptOp) finish(err error) {
 		}
 		s.outbox(op.account).notify(op.seq)
 	}
+	if op.optOut && s.cfg.OnOptOut != nil {
+		if num := digitsOf(op.sub.SrcAddr); num != 0 {
+			s.optOuts.Inc()
+			s.cfg.OnOptOut(num, string(op.sub.DstAddr), op.account)
+		}
+	}
 	op.answer(op.status)
 }
 
@@ -609,6 +624,15 @@ func (op *receiptOp) finish(err error) {
 func (op *receiptOp) route(tx *store.Tx) {
 	s := op.s
 	concat, isConcat := op.sub.Concat()
+	if len(s.cfg.OptOutWords) > 0 && (!isConcat || concat.Seq == 1) {
+		w := firstWord(&op.sub)
+		for _, k := range s.cfg.OptOutWords {
+			if strings.EqualFold(w, k) {
+				op.optOut = true
+				break
+			}
+		}
+	}
 	key := moPartKey{op.upstream, string(op.sub.SrcAddr), concat.Ref}
 	account := ""
 	if isConcat && concat.Seq > 1 {
@@ -667,6 +691,24 @@ func (s *Service) routeMO(sub *smpp.Submit, withKeyword bool) string {
 		return r.Account
 	}
 	return ""
+}
+
+// digitsOf reads an all-digit address (optional leading +) as a number; 0 if it is not one.
+func digitsOf(a []byte) uint64 {
+	if len(a) > 0 && a[0] == '+' {
+		a = a[1:]
+	}
+	if len(a) == 0 || len(a) > 15 {
+		return 0
+	}
+	var n uint64
+	for _, c := range a {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n
 }
 
 func firstWord(sub *smpp.Submit) string {

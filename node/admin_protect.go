@@ -1,0 +1,643 @@
+package node
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/smppd/smppd/cluster"
+	"github.com/smppd/smppd/store"
+)
+
+// Admin API for the replicated recipient-protection state and the cluster. Writes need the
+// bearer token (admin.token) when one is configured, are audit-logged, and go to the leader:
+// a follower builds the commands and forwards their bytes to the leader's
+// POST /api/v1/cluster/apply.
+
+func (n *Node) protectRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/blocklist", n.write(n.blocklistAdd))
+	mux.HandleFunc("DELETE /api/v1/blocklist", n.write(n.blocklistRemove))
+	mux.HandleFunc("POST /api/v1/blocklist/import", n.write(n.blocklistImport))
+	mux.HandleFunc("GET /api/v1/blocklist", n.entryList(0))
+	mux.HandleFunc("GET /api/v1/blocklist/export", n.blocklistExport)
+	mux.HandleFunc("GET /api/v1/numbers/{number}", n.numberCheck)
+	mux.HandleFunc("POST /api/v1/complaints", n.write(n.complaintAdd))
+	mux.HandleFunc("POST /api/v1/optouts", n.write(n.optOutAdd))
+	mux.HandleFunc("DELETE /api/v1/optouts", n.write(n.optOutRemove))
+	mux.HandleFunc("GET /api/v1/optouts", n.entryList(store.KindOptOut))
+	mux.HandleFunc("GET /api/v1/complaints", n.entryList(store.KindComplaint))
+	mux.HandleFunc("GET /api/v1/cluster", n.clusterStatus)
+	mux.HandleFunc("POST /api/v1/cluster/join", n.write(n.clusterJoin))
+	mux.HandleFunc("POST /api/v1/cluster/remove", n.write(n.clusterRemove))
+	mux.HandleFunc("POST /api/v1/cluster/transfer-leadership", n.write(n.clusterTransfer))
+	mux.HandleFunc("POST /api/v1/cluster/apply", n.write(n.clusterApply))
+}
+
+// httpError is an error with its HTTP status.
+type httpError struct {
+	code int
+	msg  string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &httpError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
+}
+
+// write wraps a write handler: token check, audit log, error to status.
+func (n *Node) write(h func(r *http.Request) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if tok := string(n.cfg.Admin.Token); tok != "" {
+			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
+				n.log.Warn("admin write refused: bad or missing token", "component", "audit", "remote", r.RemoteAddr,
+					"method", r.Method, "path", r.URL.Path)
+				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Authorization: want \"Bearer <admin.token>\""})
+				return
+			}
+		}
+		start := time.Now()
+		out, err := h(r)
+		if err != nil {
+			code := http.StatusInternalServerError
+			var he *httpError
+			switch {
+			case errors.As(err, &he):
+				code = he.code
+			case errors.Is(err, store.ErrInvalidCommand):
+				code = http.StatusBadRequest
+			case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotLeader):
+				code = http.StatusServiceUnavailable
+			}
+			n.log.Info("admin write failed", "component", "audit", "remote", r.RemoteAddr, "method", r.Method,
+				"path", r.URL.Path, "query", r.URL.RawQuery, "status", code, "err", err.Error())
+			writeJSON(w, code, map[string]string{"error": err.Error()})
+			return
+		}
+		n.log.Info("admin write", "component", "audit", "remote", r.RemoteAddr, "method", r.Method,
+			"path", r.URL.Path, "query", r.URL.RawQuery, "result", out, "took", time.Since(start).Round(time.Microsecond))
+		writeJSON(w, http.StatusOK, out)
+	}
+}
+
+// parseNumber reads an E.164 number: digits, optionally a leading +, at most 15 digits.
+func parseNumber(field, s string) (uint64, error) {
+	d := strings.TrimPrefix(strings.TrimSpace(s), "+")
+	if d == "" || len(d) > 15 || strings.Trim(d, "0123456789") != "" || d[0] == '0' {
+		return 0, badRequest("%s: %q is not an E.164 number (digits with country code, optionally a leading +, at most 15)", field, s)
+	}
+	v, _ := strconv.ParseUint(d, 10, 64)
+	return v, nil
+}
+
+// entryRequest is the JSON body of blocklist, complaint and opt-out writes.
+type entryRequest struct {
+	Numbers  []string `json:"numbers"`
+	Number   string   `json:"number"` // one number instead of numbers
+	Account  string   `json:"account"`
+	Sender   string   `json:"sender"`
+	Reason   string   `json:"reason"`
+	Source   string   `json:"source"`
+	Upstream string   `json:"upstream"`
+	TTL      string   `json:"ttl"` // e.g. "24h"; "" = never expires
+}
+
+func decodeEntryRequest(r *http.Request) (*entryRequest, []uint64, error) {
+	var req entryRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 16<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, nil, badRequest("body: %v", err)
+	}
+	if req.Number != "" {
+		req.Numbers = append(req.Numbers, req.Number)
+	}
+	if len(req.Numbers) == 0 {
+		return nil, nil, badRequest("numbers: at least one number is required")
+	}
+	nums := make([]uint64, len(req.Numbers))
+	for i, s := range req.Numbers {
+		v, err := parseNumber(fmt.Sprintf("numbers[%d]", i), s)
+		if err != nil {
+			return nil, nil, err
+		}
+		nums[i] = v
+	}
+	if req.TTL != "" {
+		if d, err := time.ParseDuration(req.TTL); err != nil || d <= 0 {
+			return nil, nil, badRequest("ttl: %q is not a positive duration such as 24h", req.TTL)
+		}
+	}
+	return &req, nums, nil
+}
+
+// entries builds the entries of a request, of kind k, at time now (unix ms).
+func (req *entryRequest) entries(k store.Kind, nums []uint64, now int64, source string) []store.Entry {
+	var exp int64
+	if req.TTL != "" {
+		d, _ := time.ParseDuration(req.TTL)
+		exp = now + d.Milliseconds()
+	}
+	if req.Source != "" {
+		source = req.Source
+	}
+	out := make([]store.Entry, len(nums))
+	for i, num := range nums {
+		out[i] = store.Entry{Key: store.Key{Number: num, Kind: k, Scope: store.Scope{Account: req.Account, Sender: req.Sender}},
+			Reason: req.Reason, Source: source, Upstream: req.Upstream, Created: now, Expires: exp}
+	}
+	return out
+}
+
+// proposeEntries proposes entries in commands of at most store.MaxCommandItems.
+func (n *Node) proposeEntries(t store.CmdType, es []store.Entry) (map[string]int, error) {
+	added := 0
+	for len(es) > 0 {
+		k := min(len(es), store.MaxCommandItems)
+		cmd := store.Command{Type: t, Time: time.Now().UnixMilli(), Entries: es[:k]}
+		res, err := n.propose(&cmd)
+		if err != nil {
+			return map[string]int{"added": added}, err
+		}
+		added += res.Added
+		es = es[k:]
+	}
+	return map[string]int{"added": added}, nil
+}
+
+func (n *Node) proposeKeys(t store.CmdType, keys []store.Key) (map[string]int, error) {
+	removed := 0
+	for len(keys) > 0 {
+		k := min(len(keys), store.MaxCommandItems)
+		cmd := store.Command{Type: t, Time: time.Now().UnixMilli(), Keys: keys[:k]}
+		res, err := n.propose(&cmd)
+		if err != nil {
+			return map[string]int{"removed": removed}, err
+		}
+		removed += res.Removed
+		keys = keys[k:]
+	}
+	return map[string]int{"removed": removed}, nil
+}
+
+func source(r *http.Request) string { return "admin@" + r.RemoteAddr }
+
+func (n *Node) blocklistAdd(r *http.Request) (any, error) {
+	req, nums, err := decodeEntryRequest(r)
+	if err != nil {
+		return nil, err
+	}
+	return n.proposeEntries(store.CmdBlockAdd, req.entries(store.KindBlock, nums, time.Now().UnixMilli(), source(r)))
+}
+
+func (n *Node) complaintAdd(r *http.Request) (any, error) {
+	req, nums, err := decodeEntryRequest(r)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UnixMilli()
+	out, err := n.proposeEntries(store.CmdComplaint, req.entries(store.KindComplaint, nums, now, source(r)))
+	if err != nil || !n.cfg.Protection.ComplaintBlocks {
+		return out, err
+	}
+	// The complaint also blocklists the number for everyone (decided here, by the proposer,
+	// so every node applies the same commands).
+	block := *req
+	block.Account, block.Sender, block.TTL = "", "", ""
+	if block.Reason == "" {
+		block.Reason = "complaint"
+	}
+	b, err := n.proposeEntries(store.CmdBlockAdd, block.entries(store.KindBlock, nums, now, source(r)))
+	out["blocked"] = b["added"]
+	return out, err
+}
+
+func (n *Node) optOutAdd(r *http.Request) (any, error) {
+	req, nums, err := decodeEntryRequest(r)
+	if err != nil {
+		return nil, err
+	}
+	return n.proposeEntries(store.CmdOptOut, req.entries(store.KindOptOut, nums, time.Now().UnixMilli(), source(r)))
+}
+
+// keysOf reads ?number=N&account=A&sender=S (number repeatable).
+func keysOf(r *http.Request, k store.Kind) ([]store.Key, error) {
+	q := r.URL.Query()
+	nums := q["number"]
+	if len(nums) == 0 {
+		return nil, badRequest("number: required (repeat it for several)")
+	}
+	keys := make([]store.Key, len(nums))
+	for i, s := range nums {
+		v, err := parseNumber("number", s)
+		if err != nil {
+			return nil, err
+		}
+		keys[i] = store.Key{Number: v, Kind: k, Scope: store.Scope{Account: q.Get("account"), Sender: q.Get("sender")}}
+	}
+	return keys, nil
+}
+
+func (n *Node) blocklistRemove(r *http.Request) (any, error) {
+	keys, err := keysOf(r, store.KindBlock)
+	if err != nil {
+		return nil, err
+	}
+	if r.URL.Query().Get("complaints") == "true" { // also forget complaint records of these numbers
+		for _, k := range keys {
+			c := k
+			c.Kind = store.KindComplaint
+			keys = append(keys, c)
+		}
+	}
+	return n.proposeKeys(store.CmdBlockRemove, keys)
+}
+
+func (n *Node) optOutRemove(r *http.Request) (any, error) {
+	keys, err := keysOf(r, store.KindOptOut)
+	if err != nil {
+		return nil, err
+	}
+	return n.proposeKeys(store.CmdOptOutRemove, keys)
+}
+
+// blocklistImport streams a CSV body (number[,account,sender,reason]; a header line starting
+// with "number" is skipped) into commands of store.MaxCommandItems entries.
+func (n *Node) blocklistImport(r *http.Request) (any, error) {
+	cr := csv.NewReader(bufio.NewReaderSize(r.Body, 1<<20))
+	cr.FieldsPerRecord = -1
+	cr.ReuseRecord = true
+	now := time.Now().UnixMilli()
+	src := source(r)
+	ttl := r.URL.Query().Get("ttl")
+	var exp int64
+	if ttl != "" {
+		d, err := time.ParseDuration(ttl)
+		if err != nil || d <= 0 {
+			return nil, badRequest("ttl: %q is not a positive duration such as 24h", ttl)
+		}
+		exp = now + d.Milliseconds()
+	}
+	batch := make([]store.Entry, 0, store.MaxCommandItems)
+	total, line := 0, 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		res, err := n.proposeEntries(store.CmdBlockAdd, batch)
+		total += res["added"]
+		batch = batch[:0]
+		return err
+	}
+	for {
+		rec, err := cr.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		line++
+		if err != nil {
+			return map[string]int{"added": total}, badRequest("line %d: %v", line, err)
+		}
+		if line == 1 && strings.EqualFold(strings.TrimSpace(rec[0]), "number") {
+			continue
+		}
+		num, err := parseNumber(fmt.Sprintf("line %d: number", line), rec[0])
+		if err != nil {
+			return map[string]int{"added": total}, err
+		}
+		e := store.Entry{Key: store.Key{Number: num, Kind: store.KindBlock}, Source: src, Created: now, Expires: exp}
+		if len(rec) > 1 {
+			e.Scope.Account = strings.TrimSpace(rec[1])
+		}
+		if len(rec) > 2 {
+			e.Scope.Sender = strings.TrimSpace(rec[2])
+		}
+		if len(rec) > 3 {
+			e.Reason = strings.TrimSpace(rec[3])
+		}
+		batch = append(batch, e)
+		if len(batch) == store.MaxCommandItems {
+			if err := flush(); err != nil {
+				return map[string]int{"added": total}, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return map[string]int{"added": total}, err
+	}
+	return map[string]int{"added": total, "lines": line}, nil
+}
+
+func (n *Node) blocklistExport(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/csv")
+	if err := n.repl.fsm.Export(w); err != nil {
+		n.log.Error("export failed", "err", err)
+	}
+}
+
+func (n *Node) entryList(k store.Kind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		kind := k
+		if s := q.Get("kind"); s != "" && k == 0 {
+			switch s {
+			case "block":
+				kind = store.KindBlock
+			case "complaint":
+				kind = store.KindComplaint
+			case "optout":
+				kind = store.KindOptOut
+			default:
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "kind: want block, complaint or optout, got " + strconv.Quote(s)})
+				return
+			}
+		} else if k == 0 {
+			kind = store.KindBlock
+		}
+		var after uint64
+		if s := q.Get("after"); s != "" {
+			v, err := parseNumber("after", s)
+			if err != nil {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+				return
+			}
+			after = v
+		}
+		limit := 100
+		if s := q.Get("limit"); s != "" {
+			v, err := strconv.Atoi(s)
+			if err != nil || v < 1 || v > 10000 {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "limit: want 1..10000, got " + strconv.Quote(s)})
+				return
+			}
+			limit = v
+		}
+		es, err := n.repl.fsm.List(kind, after, limit)
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
+		if es == nil {
+			es = []store.Entry{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"entries": es})
+	}
+}
+
+// numberCheck: GET /api/v1/numbers/{number}?account=A&sender=S: the entries of a number and
+// whether a message of account from sender would be refused here.
+func (n *Node) numberCheck(w http.ResponseWriter, r *http.Request) {
+	num, err := parseNumber("number", r.PathValue("number"))
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	es, err := n.repl.fsm.Lookup(num)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+		return
+	}
+	if es == nil {
+		es = []store.Entry{}
+	}
+	q := r.URL.Query()
+	m := n.repl.index.Check(num, q.Get("account"), q.Get("sender"))
+	writeJSON(w, http.StatusOK, map[string]any{"number": num, "refused": m != 0,
+		"blocked": m.Has(store.KindBlock), "complaint": m.Has(store.KindComplaint), "optout": m.Has(store.KindOptOut),
+		"entries": es, "applied_index": n.repl.fsm.AppliedIndex()})
+}
+
+func (n *Node) clusterStatus(w http.ResponseWriter, _ *http.Request) {
+	counts, _ := n.repl.fsm.Count()
+	c := map[string]int{}
+	for k, v := range counts {
+		c[k.String()] = v
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"raft": n.repl.raft.Status(), "fsm_applied_index": n.repl.fsm.AppliedIndex(),
+		"entries": c, "versions": n.repl.fsm.NodeVersions(), "stale": n.repl.stale(), "peers": n.repl.peers})
+}
+
+type memberRequest struct {
+	ID    string `json:"id"`
+	Raft  string `json:"raft"`
+	Admin string `json:"admin"`
+}
+
+func decodeMember(r *http.Request, needAddr bool) (*memberRequest, error) {
+	var m memberRequest
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return nil, badRequest("body: %v", err)
+	}
+	if m.ID == "" {
+		return nil, badRequest("id: required")
+	}
+	if needAddr && m.Raft == "" {
+		return nil, badRequest("raft: required (host:port of the new node's Raft transport)")
+	}
+	return &m, nil
+}
+
+// clusterJoin adds a node (on the leader; forwarded there from a follower).
+func (n *Node) clusterJoin(r *http.Request) (any, error) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	m, err := decodeMember(r, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.repl.raft.Join(m.ID, m.Raft); errors.Is(err, cluster.ErrNotLeader) {
+		return n.forward(r.Context(), "/api/v1/cluster/join", body)
+	} else if err != nil {
+		return nil, err
+	}
+	n.addPeer(cluster.Peer{ID: m.ID, Raft: m.Raft, Admin: m.Admin})
+	return map[string]string{"joined": m.ID}, nil
+}
+
+func (n *Node) clusterRemove(r *http.Request) (any, error) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	m, err := decodeMember(r, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.repl.raft.Remove(m.ID); errors.Is(err, cluster.ErrNotLeader) {
+		return n.forward(r.Context(), "/api/v1/cluster/remove", body)
+	} else if err != nil {
+		return nil, err
+	}
+	return map[string]string{"removed": m.ID}, nil
+}
+
+func (n *Node) clusterTransfer(r *http.Request) (any, error) {
+	if err := n.repl.raft.TransferLeadership(); errors.Is(err, cluster.ErrNotLeader) {
+		return n.forward(r.Context(), "/api/v1/cluster/transfer-leadership", nil)
+	} else if err != nil {
+		return nil, err
+	}
+	id, _ := n.repl.raft.Leader()
+	return map[string]string{"leader": id}, nil
+}
+
+// clusterApply applies command bytes a follower forwarded (only on the leader).
+func (n *Node) clusterApply(r *http.Request) (any, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
+	if err != nil {
+		return nil, badRequest("body: %v", err)
+	}
+	cmd, err := store.UnmarshalCommand(b)
+	if err != nil {
+		return nil, badRequest("body: %v", err)
+	}
+	res, err := n.repl.raft.Apply(b)
+	if err != nil {
+		return nil, err
+	}
+	ar, _ := res.(store.ApplyResult)
+	if ar.Err != nil {
+		return nil, ar.Err
+	}
+	return applyAnswer{Added: ar.Added, Removed: ar.Removed, Type: cmd.Type.String()}, nil
+}
+
+type applyAnswer struct {
+	Added   int    `json:"added"`
+	Removed int    `json:"removed"`
+	Type    string `json:"type"`
+}
+
+// propose applies cmd through Raft: here if this node leads, else on the leader.
+func (n *Node) propose(cmd *store.Command) (store.ApplyResult, error) {
+	b := cmd.Marshal()
+	res, err := n.repl.raft.Apply(b)
+	if err == nil {
+		ar, _ := res.(store.ApplyResult)
+		return ar, ar.Err
+	}
+	if !errors.Is(err, cluster.ErrNotLeader) {
+		return store.ApplyResult{}, err
+	}
+	out, err := n.forward(context.Background(), "/api/v1/cluster/apply", b)
+	if err != nil {
+		return store.ApplyResult{}, err
+	}
+	a := out.(*applyAnswer)
+	return store.ApplyResult{Added: a.Added, Removed: a.Removed}, nil
+}
+
+// waitLeader returns the leader's id, waiting (during an election) up to cluster.apply_timeout
+// for one to be known.
+func (n *Node) waitLeader(ctx context.Context) (string, error) {
+	deadline := time.NewTimer(time.Duration(n.cfg.Cluster.ApplyTimeout))
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if id, _ := n.repl.raft.Leader(); id != "" {
+			return id, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-deadline.C:
+			return "", cluster.ErrNoLeader
+		case <-tick.C: // raft offers no "leader known" notification for followers
+		}
+	}
+}
+
+// forward posts body to the leader's admin API at path and returns its JSON answer.
+func (n *Node) forward(ctx context.Context, path string, body []byte) (any, error) {
+	id, err := n.waitLeader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if id == n.repl.raft.ID() {
+		// Elected here since the caller tried: apply locally.
+		if path == "/api/v1/cluster/apply" {
+			res, err := n.repl.raft.Apply(body)
+			if err != nil {
+				return nil, err
+			}
+			ar, _ := res.(store.ApplyResult)
+			if ar.Err != nil {
+				return nil, ar.Err
+			}
+			return &applyAnswer{Added: ar.Added, Removed: ar.Removed}, nil
+		}
+		return nil, &httpError{http.StatusServiceUnavailable, "leadership changed during the request; try again"}
+	}
+	admin := n.adminOf(id)
+	if admin == "" {
+		return nil, &httpError{http.StatusServiceUnavailable, fmt.Sprintf("leader %s: its admin address is unknown here (add it to cluster.peers, or join it with --admin)", id)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.Cluster.ApplyTimeout)+time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+admin+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	if tok := string(n.cfg.Admin.Token); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, &httpError{http.StatusServiceUnavailable, fmt.Sprintf("forward to leader %s: %v", id, err)}
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(raw, &e)
+		return nil, &httpError{resp.StatusCode, fmt.Sprintf("leader %s: %s", id, e.Error)}
+	}
+	if path == "/api/v1/cluster/apply" {
+		var a applyAnswer
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, err
+		}
+		return &a, nil
+	}
+	var v any
+	_ = json.Unmarshal(raw, &v)
+	return v, nil
+}
+
+// adminOf returns a member's admin address from the peers this node knows.
+func (n *Node) adminOf(id string) string {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	for _, p := range n.repl.peers {
+		if p.ID == id {
+			return p.Admin
+		}
+	}
+	return ""
+}
+
+func (n *Node) addPeer(p cluster.Peer) {
+	n.peersMu.Lock()
+	defer n.peersMu.Unlock()
+	for i := range n.repl.peers {
+		if n.repl.peers[i].ID == p.ID {
+			n.repl.peers[i] = p
+			return
+		}
+	}
+	n.repl.peers = append(n.repl.peers, p)
+}

@@ -1,0 +1,195 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/smppd/smppd/cluster"
+	"github.com/smppd/smppd/config"
+	"github.com/smppd/smppd/router"
+	"github.com/smppd/smppd/router/protect"
+	"github.com/smppd/smppd/smpp"
+	"github.com/smppd/smppd/store"
+)
+
+// Version is this release, announced to the cluster (rolling upgrades: a new command type is
+// proposed only once every node runs a release that knows it).
+const Version = "0.4.0"
+
+// replicated is the node's share of the cluster: Raft log, FSM, hot-path index, Raft node.
+type replicated struct {
+	index   *store.Index
+	fsm     *store.FSM
+	log     *store.RaftLog
+	raft    *cluster.Node
+	peers   []cluster.Peer
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	stale   func() bool
+	closeMu sync.Once
+}
+
+// openCluster opens the replicated state under data_dir/raft and starts Raft.
+func (n *Node) openCluster() error {
+	cfg := n.cfg
+	dir := filepath.Join(cfg.Node.DataDir, "raft")
+	rp := &replicated{index: store.NewIndex(), stop: make(chan struct{})}
+	var err error
+	// ComplaintBlocks stays off in the FSM: what Apply writes must not depend on a node's own
+	// config. The proposer adds the block entries instead (protection.complaint_blocks), so
+	// every node applies the same log the same way.
+	if rp.fsm, err = store.OpenFSM(store.FSMConfig{Dir: filepath.Join(dir, "fsm"), Indexer: rp.index, Logger: n.log}); err != nil {
+		rp.index.Close()
+		return err
+	}
+	if rp.log, err = store.OpenRaftLog(filepath.Join(dir, "log"), n.log); err != nil {
+		_ = rp.fsm.Close()
+		rp.index.Close()
+		return err
+	}
+	self := cfg.ClusterNodeID()
+	for _, p := range cfg.Cluster.Peers {
+		rp.peers = append(rp.peers, cluster.Peer{ID: p.ID, Raft: p.Raft, Admin: p.Admin})
+	}
+	advertise := cfg.Cluster.Advertise
+	if advertise == "" {
+		advertise = cfg.Cluster.RaftAddr
+	}
+	if len(rp.peers) == 0 {
+		rp.peers = []cluster.Peer{{ID: self, Raft: advertise, Admin: cfg.Listen.Admin}}
+	}
+	cc := cluster.DefaultConfig()
+	cc.NodeID, cc.RaftAddr, cc.Advertise, cc.Dir, cc.Peers = self, cfg.Cluster.RaftAddr, advertise, dir, rp.peers
+	cc.ApplyTimeout, cc.NoBootstrap = time.Duration(cfg.Cluster.ApplyTimeout), !cfg.Cluster.Bootstrap
+	cc.FSM, cc.Logs, cc.Stable, cc.Logger = rp.fsm, rp.log, rp.log, n.log
+	if rp.raft, err = cluster.New(cc); err != nil {
+		_ = rp.log.Close()
+		_ = rp.fsm.Close()
+		rp.index.Close()
+		return err
+	}
+	staleAfter := time.Duration(cfg.Cluster.StaleAfter)
+	rp.stale = func() bool { return rp.raft.LastContact() > staleAfter }
+	n.metrics.NewGauge(`smppd_cluster_stale`, func() float64 {
+		if rp.stale() {
+			return 1
+		}
+		return 0
+	})
+	n.metrics.NewGauge(`smppd_cluster_leader`, func() float64 {
+		if rp.raft.IsLeader() {
+			return 1
+		}
+		return 0
+	})
+	n.metrics.NewGauge(`smppd_cluster_applied_index`, func() float64 { return float64(rp.fsm.AppliedIndex()) })
+	n.metrics.NewGauge(`smppd_protection_entries`, func() float64 { return float64(rp.index.Len()) })
+	n.repl = rp
+	return nil
+}
+
+// protectStage builds the pipeline stage that enforces the replicated state.
+func (n *Node) protectStage() (router.Stage, error) {
+	rp := n.repl
+	pc := protect.Config{Status: smpp.Status(n.cfg.Protection.BlockedStatus), Metrics: n.metrics,
+		Check: func(num uint64, account, sender string) uint8 { return uint8(rp.index.Check(num, account, sender)) }}
+	if n.cfg.Cluster.StalePolicy == "refuse" {
+		pc.Stale, pc.StaleStatus = rp.stale, smpp.Status(n.cfg.Cluster.StaleStatus)
+	}
+	return protect.New(pc)
+}
+
+// startLeaderJobs runs what only the leader does (expiry proposals) and announces this node's
+// release and admin address to the cluster.
+func (n *Node) startLeaderJobs() {
+	rp := n.repl
+	rp.wg.Add(1)
+	go func() {
+		defer rp.wg.Done()
+		every := time.Duration(n.cfg.Cluster.ExpireInterval)
+		tick := time.NewTicker(min(every, time.Second))
+		defer tick.Stop()
+		announced := false
+		var lastExpire time.Time
+		for {
+			select {
+			case <-rp.stop:
+				return
+			case <-tick.C:
+			}
+			if !announced {
+				// Through the leader, like any write; retried until one is elected.
+				cmd := store.Command{Type: store.CmdNodeVersion, Time: time.Now().UnixMilli(),
+					NodeID: rp.raft.ID(), Version: Version}
+				if _, err := n.propose(&cmd); err == nil {
+					announced = true
+				}
+			}
+			if rp.raft.IsLeader() && time.Since(lastExpire) >= every {
+				lastExpire = time.Now()
+				now := lastExpire.UnixMilli()
+				cmd := store.Command{Type: store.CmdExpire, Time: now, Cutoff: now}
+				if _, err := rp.raft.Apply(cmd.Marshal()); err != nil && !errors.Is(err, cluster.ErrNotLeader) {
+					n.log.Warn("expiry proposal failed", "err", err)
+				}
+			}
+		}
+	}()
+}
+
+// optOut records an MO opt-out through the cluster (in the background: the MO is answered
+// already; a failure is logged, as the sender may send STOP again).
+func (n *Node) optOut(number uint64, sender, account string) {
+	rp := n.repl
+	if rp == nil {
+		return
+	}
+	now := time.Now().UnixMilli()
+	cmd := store.Command{Type: store.CmdOptOut, Time: now, Entries: []store.Entry{{
+		Key:    store.Key{Number: number, Kind: store.KindOptOut, Scope: store.Scope{Sender: sender}},
+		Reason: "MO keyword", Source: "mo", Created: now}}}
+	rp.wg.Add(1)
+	go func() {
+		defer rp.wg.Done()
+		if _, err := n.propose(&cmd); err != nil {
+			n.log.Warn("opt-out from MO not recorded", "sender", sender, "account", account, "err", err)
+			return
+		}
+		n.log.Info("opt-out recorded from MO", "sender", sender, "account", account)
+	}()
+}
+
+// closeCluster stops the leader jobs and Raft (leadership first), then the stores.
+func (n *Node) closeCluster() error {
+	rp := n.repl
+	var errs []error
+	rp.closeMu.Do(func() {
+		close(rp.stop)
+		rp.wg.Wait()
+		if err := rp.raft.Shutdown(); err != nil {
+			errs = append(errs, fmt.Errorf("raft: %w", err))
+		}
+		if err := rp.log.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		if err := rp.fsm.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		rp.index.Close()
+	})
+	return errors.Join(errs...)
+}
+
+// Cluster returns the node's Raft member (tests, status).
+func (n *Node) Cluster() *cluster.Node { return n.repl.raft }
+
+// FSM returns the replicated state.
+func (n *Node) FSM() *store.FSM { return n.repl.fsm }
+
+// Index returns the hot-path index.
+func (n *Node) Index() *store.Index { return n.repl.index }
+
+var _ = config.Default
