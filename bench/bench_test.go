@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"slices"
@@ -61,6 +62,7 @@ func newEnvSim(tb testing.TB, sc smpptest.Config, tweak func(*config.Config)) *e
 	cfg := config.Default()
 	cfg.Node.DataDir = tb.TempDir()
 	cfg.Listen.SMPP, cfg.Listen.Admin = "127.0.0.1:0", ""
+	cfg.Cluster.RaftAddr = freeAddr(tb)
 	cfg.Log.Level = slog.LevelWarn
 	cfg.Accounts[0].MaxBinds, cfg.Accounts[0].Window = 256, 1000
 	u := &cfg.Upstreams[0]
@@ -92,6 +94,16 @@ func newEnvSim(tb testing.TB, sc smpptest.Config, tweak func(*config.Config)) *e
 		}
 	}
 	return e
+}
+
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // submitPDU is a submit_sm of 160 GSM 7-bit characters (data_coding 0, one octet each).
