@@ -30,6 +30,20 @@ func adminFlags(fs *flag.FlagSet) *admin {
 	return a
 }
 
+// parseInterleaved parses flags that may come after positional arguments
+// ("blocklist add +4915112345678 --addr host:port") and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) []string {
+	var pos []string
+	for {
+		_ = fs.Parse(args)
+		if fs.NArg() == 0 {
+			return pos
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
 // do sends a request and decodes the JSON answer into out (nil: print it raw).
 func (a *admin) do(method, path string, body io.Reader, contentType string, out any) error {
 	req, err := http.NewRequest(method, "http://"+a.addr+path, body)
@@ -132,11 +146,11 @@ func entryWrite(name, path string, args []string, withUpstream bool) error {
 	if withUpstream {
 		upstream = fs.String("upstream", "", "the channel the complaint came through")
 	}
-	_ = fs.Parse(args)
-	if fs.NArg() == 0 {
+	nums := parseInterleaved(fs, args)
+	if len(nums) == 0 {
 		return fmt.Errorf("usage: smppctl %s [flags] NUMBER...", name)
 	}
-	body := map[string]any{"numbers": fs.Args(), "account": *account, "sender": *sender, "reason": *reason, "ttl": *ttl}
+	body := map[string]any{"numbers": nums, "account": *account, "sender": *sender, "reason": *reason, "ttl": *ttl}
 	if upstream != nil {
 		body["upstream"] = *upstream
 	}
@@ -145,7 +159,7 @@ func entryWrite(name, path string, args []string, withUpstream bool) error {
 		return err
 	}
 	if a.out != "json" {
-		fmt.Printf("%d added (%d given)\n", out["added"], fs.NArg())
+		fmt.Printf("%d added (%d given)\n", out["added"], len(nums))
 	}
 	return nil
 }
@@ -159,11 +173,11 @@ func entryRemove(name, path string, args []string, complaints bool) error {
 	if complaints {
 		withComplaints = fs.Bool("complaints", false, "also forget the numbers' complaint records")
 	}
-	_ = fs.Parse(args)
-	if fs.NArg() == 0 {
+	nums := parseInterleaved(fs, args)
+	if len(nums) == 0 {
 		return fmt.Errorf("usage: smppctl %s [flags] NUMBER...", name)
 	}
-	q := url.Values{"number": fs.Args()}
+	q := url.Values{"number": nums}
 	if *account != "" {
 		q.Set("account", *account)
 	}
@@ -222,8 +236,8 @@ func blocklist(args []string) error {
 		a := adminFlags(fs)
 		account := fs.String("account", "", "as a message of this account")
 		sender := fs.String("sender", "", "as a message from this sender")
-		_ = fs.Parse(args)
-		if fs.NArg() != 1 {
+		pos := parseInterleaved(fs, args)
+		if len(pos) != 1 {
 			return errors.New("usage: smppctl blocklist check [--account A] [--sender S] NUMBER")
 		}
 		q := url.Values{}
@@ -238,7 +252,7 @@ func blocklist(args []string) error {
 			Entries []entry `json:"entries"`
 			Applied uint64  `json:"applied_index"`
 		}
-		if err := a.do(http.MethodGet, "/api/v1/numbers/"+url.PathEscape(fs.Arg(0))+"?"+q.Encode(), nil, "", &out); err != nil {
+		if err := a.do(http.MethodGet, "/api/v1/numbers/"+url.PathEscape(pos[0])+"?"+q.Encode(), nil, "", &out); err != nil {
 			return err
 		}
 		if a.out != "json" {
@@ -246,7 +260,7 @@ func blocklist(args []string) error {
 			if out.Refused {
 				verdict = "REFUSED"
 			}
-			fmt.Printf("%s: %s on this node (state at index %d)\n", fs.Arg(0), verdict, out.Applied)
+			fmt.Printf("%s: %s on this node (state at index %d)\n", pos[0], verdict, out.Applied)
 			if len(out.Entries) > 0 {
 				table(entryHeader, entryRows(out.Entries))
 			}
@@ -256,13 +270,13 @@ func blocklist(args []string) error {
 		fs := flag.NewFlagSet("blocklist import", flag.ExitOnError)
 		a := adminFlags(fs)
 		ttl := fs.String("ttl", "", "expire the imported entries after this long (default: never)")
-		_ = fs.Parse(args)
-		if fs.NArg() != 1 {
+		pos := parseInterleaved(fs, args)
+		if len(pos) != 1 {
 			return errors.New("usage: smppctl blocklist import [--ttl D] FILE.csv   (lines: number[,account,sender,reason]; - = stdin)")
 		}
 		var in io.Reader = os.Stdin
-		if fs.Arg(0) != "-" {
-			f, err := os.Open(fs.Arg(0))
+		if pos[0] != "-" {
+			f, err := os.Open(pos[0])
 			if err != nil {
 				return err
 			}
