@@ -219,3 +219,35 @@ func TestJoinFourthNode(t *testing.T) {
 		t.Fatalf("%d members after joining n4 twice, want 4", got)
 	}
 }
+
+// TestStalePolicyRefuse: a node cut off from its leader keeps enforcing what it has; past
+// cluster.stale_after, policy refuse turns its non-OTP traffic away with stale_status, and
+// smppd_cluster_stale says so.
+func TestStalePolicyRefuse(t *testing.T) {
+	sim := startSim(t, smpptest.Config{})
+	nodes := startCluster(t, sim, 3, func(_ int, c *config.Config) {
+		c.Cluster.StaleAfter, c.Cluster.StalePolicy = config.Duration(300*time.Millisecond), "refuse"
+	})
+	if code, out := adminPost(t, nodes[0], "/api/v1/blocklist", "", map[string]any{"numbers": []string{"4915112345678"}}); code != 200 {
+		t.Fatalf("add: %d %v", code, out)
+	}
+	var cut *Node
+	for _, n := range nodes {
+		waitFor(t, "applied", 5*time.Second, func() bool { return n.Index().Len() == 1 })
+	}
+	for _, n := range nodes {
+		if cut == nil && !n.Cluster().IsLeader() {
+			cut = n
+			continue
+		}
+		_ = n.Cluster().Raft().Shutdown().Error() // the others' Raft stops: no leader for cut
+	}
+	e := dialESME(t, cut.SMPPAddr(), "demo", "demo", 10)
+	if r := e.submit(gsm("+4915112345678", "hi")); r.Status != smpp.Status(0x45) {
+		t.Fatalf("blocked number on the cut-off node: %v, want still refused", r.Status)
+	}
+	waitFor(t, "stale", 10*time.Second, func() bool { return counter(cut, "smppd_cluster_stale") == 1 })
+	if r := e.submit(gsm("+4915112345679", "hi")); r.Status != smpp.StatusThrottled {
+		t.Fatalf("non-OTP on a stale node with policy refuse: %v, want ESME_RTHROTTLED", r.Status)
+	}
+}

@@ -148,7 +148,7 @@ func entryWrite(name, path string, args []string, withUpstream bool) error {
 	}
 	nums := parseInterleaved(fs, args)
 	if len(nums) == 0 {
-		return fmt.Errorf("usage: smppctl %s [flags] NUMBER...", name)
+		return fmt.Errorf("usage: smppctl %s [flags] NUMBER [NUMBER ...]", name)
 	}
 	body := map[string]any{"numbers": nums, "account": *account, "sender": *sender, "reason": *reason, "ttl": *ttl}
 	if upstream != nil {
@@ -175,7 +175,7 @@ func entryRemove(name, path string, args []string, complaints bool) error {
 	}
 	nums := parseInterleaved(fs, args)
 	if len(nums) == 0 {
-		return fmt.Errorf("usage: smppctl %s [flags] NUMBER...", name)
+		return fmt.Errorf("usage: smppctl %s [flags] NUMBER [NUMBER ...]", name)
 	}
 	q := url.Values{"number": nums}
 	if *account != "" {
@@ -221,7 +221,7 @@ func entryList(name, path string, args []string) error {
 
 func blocklist(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: smppctl blocklist add|remove|check|list|import|export ...")
+		return errors.New("usage: smppctl blocklist add|remove|check|list|import|export")
 	}
 	sub, args := args[0], args[1:]
 	switch sub {
@@ -310,7 +310,7 @@ func blocklist(args []string) error {
 
 func complaint(args []string) error {
 	if len(args) == 0 || (args[0] != "add" && args[0] != "list") {
-		return errors.New("usage: smppctl complaint add [--account A] [--sender S] [--upstream U] [--reason R] NUMBER... | complaint list")
+		return errors.New("usage: smppctl complaint add [--account A] [--sender S] [--upstream U] [--reason R] NUMBER [NUMBER ...] | complaint list")
 	}
 	if args[0] == "list" {
 		return entryList("complaint list", "/api/v1/complaints", args[1:])
@@ -320,7 +320,7 @@ func complaint(args []string) error {
 
 func optout(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: smppctl optout list|add|remove ...")
+		return errors.New("usage: smppctl optout list|add|remove")
 	}
 	switch args[0] {
 	case "list":
@@ -335,7 +335,7 @@ func optout(args []string) error {
 
 func clusterCmd(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: smppctl cluster status|join|remove|transfer-leadership ...")
+		return errors.New("usage: smppctl cluster status|join|remove|transfer-leadership")
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("cluster "+sub, flag.ExitOnError)
