@@ -25,9 +25,10 @@ func (m KindMask) Has(k Kind) bool { return k < 8 && m&(1<<k) != 0 }
 // layers, newest first:
 //
 //	d0      active delta: the state of the numbers changed since it was started, written in
-//	        place by the writer (each slot an atomic key and an atomic pointer to an immutable
-//	        state; a tombstone is an empty state hiding the older layers), with a blocked bloom
-//	        filter in front so that a miss costs one word
+//	        place by the writer (each slot an atomic key and an atomic value: the number's
+//	        kinds, or a reference to its immutable state if it has scoped entries; no kinds is
+//	        a tombstone, hiding the older layers), with a blocked bloom filter in front so that
+//	        a miss costs one word
 //	frozen  deltas no longer written, waiting for or being merged into the base by the merger
 //	        goroutine; none when no merge runs
 //	base    immutable: binary fuse filters over its numbers, an open-addressing table of
@@ -37,8 +38,8 @@ func (m KindMask) Has(k Kind) bool { return k < 8 && m&(1<<k) != 0 }
 // The first layer holding a number has its whole current state. A miss costs a bloom word and
 // a fuse filter probe (plus a bloom word per frozen delta while a merge runs).
 //
-// Update applies each change to d0 (a number's state is replaced by one atomic pointer store,
-// so readers see it before or after, never half). Its cost is O(changes); it never copies the
+// Update applies each change to d0 (a number's state is replaced by one atomic store, so
+// readers see it before or after, never half). Its cost is O(changes); it never copies the
 // base or a delta. When d0 has grown past a threshold and no merge runs, or when it is full,
 // Update freezes it and starts a new d0 (twice as large if it was full); the merger builds the
 // base and all the frozen deltas into a new base and publishes it, d0 and the deltas frozen
@@ -47,16 +48,17 @@ func (m KindMask) Has(k Kind) bool { return k < 8 && m&(1<<k) != 0 }
 // Ownership and locking: Update and Reset are the writer's, called from one goroutine (the
 // FSM's); the merger goroutine is the Index's own (Close stops it and waits). Only the writer
 // writes d0 and freezes; mu guards the read-modify-write of snap by the writer and the merger,
-// gen and closed. Check never takes mu.
+// gen and the setting of closed. Check never takes mu.
 type Index struct {
 	snap    atomic.Pointer[view]
-	entries atomic.Int64 // Len; written by the writer
-	merges  atomic.Int64 // merges published
-	mergeNs atomic.Int64 // time they took, in total
+	entries atomic.Int64          // Len; written by the writer
+	merges  atomic.Int64          // merges published
+	mergeNs atomic.Int64          // time they took, in total
+	closed  atomic.Bool           // set under mu: no more merges
+	spare   atomic.Pointer[delta] // an empty delta for the writer's next freeze, allocated by the merger
 
 	mu     sync.Mutex
 	gen    uint64        // under mu: bumped by Reset, so an older merge is not published
-	closed bool          // under mu: no more merges
 	merged chan struct{} // under mu: closed (and replaced) when a merge is published; tests wait on it
 
 	kick      chan struct{} // buffered 1: frozen deltas wait for the merger
@@ -66,18 +68,37 @@ type Index struct {
 
 	// Set before use (tests lower them).
 	mergeMin int // d0 is frozen for a merge once it holds max(mergeMin, base/mergeDiv) numbers
-	deltaMin int // numbers the first d0 has room for
+	deltaMax int // most numbers a new d0 is given room for up front (a full one doubles)
+	bloomMin int // words of a new d0's bloom filter (a power of two)
 }
 
 // Defaults of the merge policy. A merge costs O(base) (about 0.1 s per million numbers, most of
 // it the filter construction), so d0 grows to at least base/mergeDiv numbers before one starts:
-// amortised, each changed number costs mergeDiv base entries of background work.
+// amortised, each changed number costs mergeDiv base entries of background work. A new d0 has
+// room for that many numbers (capped by deltaMax: 32 MB of slots, only touched as it fills), so
+// that it fills up, is frozen and doubles only when a merge is slower than the updates.
 const (
 	defaultMergeMin = 1 << 16
 	mergeDiv        = 16
-	defaultDeltaMin = 1 << 12
-	maxPresize      = 1 << 20 // most numbers a d0 started for a merge has room for (32 MB)
+	defaultDeltaMax = 1 << 20
 )
+
+// d0Room is the room of a d0 started over base b: for b's merge threshold and for n numbers
+// (what the last d0 took), at most deltaMax.
+func (x *Index) d0Room(b *base, n int) int {
+	return min(max(x.mergeMin, b.n/mergeDiv, n), x.deltaMax)
+}
+
+// fresh returns an empty delta with room for at least n numbers: the spare the merger
+// allocated if it fits, else a new one. The writer thus seldom allocates tens of MB itself: a
+// goroutine allocating that much while the garbage collector marks owes it more work than
+// there is, and waits for the end of the cycle (a few hundred ms, measured here).
+func (x *Index) fresh(n int) *delta {
+	if d := x.spare.Swap(nil); d != nil && d.room() >= n && d.room() <= 4*max(n, 16) {
+		return d
+	}
+	return newDelta(n, x.bloomMin)
+}
 
 // view is what a reader sees, the snapshot the writer and the merger swap: immutable except
 // for d0's slots, which the writer writes in place.
@@ -87,7 +108,7 @@ type view struct {
 	base   *base
 
 	// Copies of what a miss reads, so that it follows fewer pointers.
-	bloom     []atomic.Uint64 // d0.bloom
+	bloom     []atomic.Uint64 // d0's bloom words (a larger bloom comes with a new view)
 	bloomMask uint64          // len(bloom) - 1
 	filters   []fuse          // base.filters
 	seed      uint64          // base.filters[0].seed
@@ -96,7 +117,8 @@ type view struct {
 }
 
 func newView(d0 *delta, frozen []*delta, b *base) *view {
-	return &view{d0: d0, frozen: frozen, base: b, bloom: d0.bloom, bloomMask: uint64(len(d0.bloom) - 1),
+	bl := d0.bloom.Load()
+	return &view{d0: d0, frozen: frozen, base: b, bloom: bl.words, bloomMask: bl.mask,
 		filters: b.filters, seed: b.filters[0].seed, shift: b.shift, noFilter: b.noFilter}
 }
 
@@ -108,9 +130,10 @@ func NewIndex() *Index {
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 		mergeMin: defaultMergeMin,
-		deltaMin: defaultDeltaMin,
+		deltaMax: defaultDeltaMax,
+		bloomMin: bloomMinWords,
 	}
-	x.snap.Store(newView(newDelta(x.deltaMin), nil, emptyBase))
+	x.snap.Store(newView(newDelta(x.d0Room(emptyBase, 0), x.bloomMin), nil, emptyBase))
 	go x.mergeLoop()
 	return x
 }
@@ -180,7 +203,7 @@ func (x *Index) Update(upserts []Entry, deletes []Key) {
 	if n := int(s.d0.count.Load()); len(s.frozen) == 0 && n >= max(x.mergeMin, s.base.n/mergeDiv) {
 		// The next d0 gets room for as many numbers as this one took (what arrives during
 		// the merge, at a steady rate), so that it does not fill up before the merge ends.
-		x.freeze(newDelta(min(max(x.deltaMin, n), maxPresize)), true)
+		x.freeze(x.d0Room(s.base, n), true)
 	}
 }
 
@@ -203,23 +226,42 @@ func (x *Index) apply(s *view, k Key, add bool) int {
 }
 
 // reserve makes room in d0 for n more numbers and returns the current view: when d0 is full
-// it is frozen as it is (no copy) and a new one twice as large started.
+// it is frozen as it is (no copy) and a new one twice as large started; when its bloom filter
+// is full, a larger one is built (from d0's key log) and published with a new view before any
+// number is added to it, so that no reader sees a number with one view and misses it with a
+// later one.
 func (x *Index) reserve(n int) *view {
 	s := x.snap.Load()
-	if int(s.d0.count.Load())+n <= s.d0.room() {
+	need := int(s.d0.count.Load()) + n
+	if need > s.d0.room() {
+		return x.freeze(max(2*s.d0.room(), n), false)
+	}
+	if need <= s.d0.bloom.Load().room() {
 		return s
 	}
-	return x.freeze(newDelta(max(2*s.d0.room(), n)), false)
-}
-
-// freeze publishes a view with next as d0 and the current d0 as the newest frozen delta, and
-// wakes the merger; forMerge: only if no merge is due and the index is not closed. It returns
-// the current view. Writer only.
-func (x *Index) freeze(next *delta, forMerge bool) *view {
+	s.d0.growBloom(need)
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	cur := x.snap.Load() // the merger may have replaced base and frozen, never d0
-	if forMerge && (x.closed || len(cur.frozen) != 0) {
+	s = newView(cur.d0, cur.frozen, cur.base)
+	x.snap.Store(s)
+	return s
+}
+
+// freeze publishes a view with a new d0 with room for n numbers and the current d0 as the
+// newest frozen delta, and wakes the merger; forMerge: only if no merge is due and the index
+// is not closed. It returns the current view. Writer only.
+func (x *Index) freeze(n int, forMerge bool) *view {
+	due := func(cur *view) bool { return forMerge && (x.closed.Load() || len(cur.frozen) != 0) }
+	if cur := x.snap.Load(); due(cur) {
+		return cur
+	}
+	next := x.fresh(n) // not under mu: the merger may be waiting for it
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	cur := x.snap.Load() // the merger may have replaced base and frozen, never d0
+	if due(cur) {
+		x.spare.CompareAndSwap(nil, next)
 		return cur
 	}
 	frozen := make([]*delta, 0, len(cur.frozen)+1)
@@ -280,7 +322,7 @@ func (x *Index) Reset(all func(yield func(Entry) bool)) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.gen++
-	x.snap.Store(newView(newDelta(x.deltaMin), nil, b))
+	x.snap.Store(newView(newDelta(x.d0Room(b, 0), x.bloomMin), nil, b))
 	x.entries.Store(int64(entries))
 }
 
@@ -288,7 +330,7 @@ func (x *Index) Reset(all func(yield func(Entry) bool)) {
 func (x *Index) Len() int { return int(x.entries.Load()) }
 
 // Bytes returns the approximate memory of the current snapshot (base and deltas; not the
-// merger's build buffers, nor a base being built).
+// merger's build buffers, a base being built, nor the spare d0).
 func (x *Index) Bytes() int {
 	s := x.snap.Load()
 	n := s.base.bytes + s.d0.bytes()
@@ -303,7 +345,7 @@ func (x *Index) Bytes() int {
 func (x *Index) Close() {
 	x.closeOnce.Do(func() {
 		x.mu.Lock()
-		x.closed = true
+		x.closed.Store(true)
 		x.mu.Unlock()
 		close(x.stop)
 		<-x.done
@@ -341,6 +383,10 @@ func (x *Index) mergeOnce(m *mergeBuffers) {
 	}
 	if b := j.s.base.merge(j.s.frozen, m, x.stop); b != nil && x.publishMerge(j, b) {
 		x.mergeNs.Add(int64(time.Since(start)))
+		// The writer's next d0, allocated here rather than by the writer (see fresh).
+		if n := x.d0Room(b, int(x.snap.Load().d0.count.Load())); x.spare.Load() == nil {
+			x.spare.CompareAndSwap(nil, newDelta(n, x.bloomMin))
+		}
 	}
 }
 
@@ -363,7 +409,7 @@ func (x *Index) publishMerge(j mergeJob, b *base) bool {
 	defer x.mu.Unlock()
 	cur := x.snap.Load()
 	keep := len(cur.frozen) - len(j.s.frozen)
-	if x.gen != j.gen || x.closed {
+	if x.gen != j.gen || x.closed.Load() {
 		return false
 	}
 	if keep < 0 || cur.frozen[keep] != j.s.frozen[0] {
@@ -379,7 +425,7 @@ func (x *Index) publishMerge(j mergeJob, b *base) bool {
 // flush freezes d0 and waits until everything is merged into the base (tests).
 func (x *Index) flush() {
 	if x.snap.Load().d0.count.Load() != 0 {
-		x.freeze(newDelta(x.deltaMin), false)
+		x.freeze(x.d0Room(x.snap.Load().base, 0), false)
 	}
 	for {
 		x.mu.Lock()
@@ -490,35 +536,63 @@ func (s *numState) bytes() int {
 	return n
 }
 
-// delta is a change layer: open addressing with linear probing, a power-of-two number of slots,
-// at most half of them used, and a blocked bloom filter (one word, four bits per number, 16
-// bits per number at most) over its numbers. Only the writer writes it, in place, while readers
-// read it: a new number's key is stored before its state pointer, and a reader reads the
-// pointer first (nil: empty slot), so a non-nil pointer always comes with its key. Keys never
-// move or go; bloom bits are set before the slot is written.
+// delta is a change layer: open addressing with linear probing over a power-of-two number of
+// slots, at most half of them used, and a blocked bloom filter (one word, four bits, per
+// number) over its numbers, sized for 16 bits per number and replaced by one twice as large
+// when that fills up, so that a mostly empty delta costs readers a few cache lines only. Only
+// the writer writes a delta, in place, while readers read it.
+//
+// A slot holds a number and its state: a global-only state inline (its KindMask), else the
+// index of a pointer in states, so that the slots hold no pointers and the garbage collector
+// does not scan them. A new number's key is stored before its value, and a reader loads the
+// value first (0: empty slot), so a non-zero value always comes with its key; a scoped state is
+// stored in states before the value that refers to it. Keys never move or go; bloom bits are
+// set before the slot is written. A number keeps its index in states once it has one: a new
+// state replaces the pointer there.
 type delta struct {
-	slots []deltaSlot
-	bloom []atomic.Uint64
-	count atomic.Int64 // numbers; written by the writer
-	extra atomic.Int64 // approximate bytes of the scoped states stored (replaced ones included)
+	slots   []deltaSlot
+	bloom   atomic.Pointer[deltaBloom]
+	keys    []uint64                     // writer only: the numbers, in the order they came (to fill a larger bloom)
+	states  []atomic.Pointer[stateChunk] // scoped states, allocated by chunks
+	nstates int                          // writer only: indexes of states used
+	count   atomic.Int64                 // numbers; written by the writer
+	extra   atomic.Int64                 // approximate bytes of the scoped states (replaced ones included)
 }
 
 type deltaSlot struct {
-	st  atomic.Pointer[numState]
 	key atomic.Uint64
+	val atomic.Uint64 // 0: empty; else slotUsed | global KindMask, or slotUsed | slotScoped | index in states
 }
 
-// newDelta returns a delta with room for n numbers.
-func newDelta(n int) *delta {
-	slots := 1 << bits.Len(uint(max(2*n, 16)-1))
-	return &delta{slots: make([]deltaSlot, slots), bloom: make([]atomic.Uint64, slots/8)}
+const (
+	slotUsed   = 1 << 63
+	slotScoped = 1 << 62
+
+	stateChunkLen = 256
+	bloomMinWords = 1 << 10 // 8 KB, for 4096 numbers
+)
+
+type stateChunk [stateChunkLen]atomic.Pointer[numState]
+
+// deltaBloom is a blocked bloom filter: a power-of-two number of words, four bits set in one word
+// per number.
+type deltaBloom struct {
+	words []atomic.Uint64
+	mask  uint64 // len(words) - 1
 }
 
-// room is the number of numbers d can hold.
-func (d *delta) room() int { return len(d.slots) / 2 }
+func newBloom(words int) *deltaBloom {
+	return &deltaBloom{words: make([]atomic.Uint64, words), mask: uint64(words - 1)}
+}
 
-func (d *delta) bytes() int {
-	return len(d.slots)*16 + len(d.bloom)*8 + int(d.extra.Load())
+// room is the number of numbers b is sized for.
+func (b *deltaBloom) room() int { return 4 * len(b.words) }
+
+func (b *deltaBloom) add(h uint64) { b.words[(h>>32)&b.mask].Or(bloomBits(h)) }
+
+func (b *deltaBloom) mayHold(h uint64) bool {
+	m := bloomBits(h)
+	return b.words[(h>>32)&b.mask].Load()&m == m
 }
 
 func bloomBits(h uint64) uint64 {
@@ -526,48 +600,106 @@ func bloomBits(h uint64) uint64 {
 	return 1<<(g>>58) | 1<<(g>>52&63) | 1<<(g>>46&63) | 1<<(g>>40&63)
 }
 
-// mayHold reports whether d may hold the number of hash h (bloom filter: false means no).
-func (d *delta) mayHold(h uint64) bool {
-	m := bloomBits(h)
-	return d.bloom[(h>>32)&uint64(len(d.bloom)-1)].Load()&m == m
+// newDelta returns a delta with room for n numbers, its bloom filter with bloomWords words.
+func newDelta(n, bloomWords int) *delta {
+	slots := 1 << bits.Len(uint(max(2*n, 16)-1))
+	d := &delta{slots: make([]deltaSlot, slots),
+		states: make([]atomic.Pointer[stateChunk], (slots/2+stateChunkLen-1)/stateChunkLen)}
+	d.bloom.Store(newBloom(min(bloomWords, slots/8)))
+	return d
+}
+
+// growBloom replaces d's bloom by one with room for at least n numbers (writer only; the caller
+// publishes it to the readers' views).
+func (d *delta) growBloom(n int) {
+	words := 1 << bits.Len(uint((n+3)/4-1))
+	b := newBloom(min(words, len(d.slots)/8))
+	for _, k := range d.keys {
+		b.add(mixNumber(k))
+	}
+	d.bloom.Store(b)
+}
+
+// room is the number of numbers d can hold.
+func (d *delta) room() int { return len(d.slots) / 2 }
+
+func (d *delta) bytes() int {
+	return len(d.slots)*16 + len(d.bloom.Load().words)*8 + cap(d.keys)*8 + len(d.states)*8 + int(d.extra.Load())
 }
 
 // get returns the state of number (h = mixNumber(number)) or nil if d does not hold it.
 func (d *delta) get(number, h uint64) *numState {
-	if !d.mayHold(h) {
+	if !d.bloom.Load().mayHold(h) {
 		return nil
 	}
 	mask := uint64(len(d.slots) - 1)
 	for i := h & mask; ; i = (i + 1) & mask {
 		sl := &d.slots[i]
-		st := sl.st.Load()
-		if st == nil {
+		v := sl.val.Load()
+		if v == 0 {
 			return nil
 		}
 		if sl.key.Load() == number {
-			return st
+			return d.state(v)
 		}
 	}
 }
 
+// state returns the state a slot value refers to.
+func (d *delta) state(v uint64) *numState {
+	if v&slotScoped == 0 {
+		return globalState(KindMask(v))
+	}
+	i := uint32(v)
+	return d.states[i/stateChunkLen].Load()[i%stateChunkLen].Load()
+}
+
 // set stores the state of number (writer only; d has room).
 func (d *delta) set(number, h uint64, st *numState) {
-	if len(st.scoped) > 0 {
-		d.extra.Add(int64(st.bytes()))
-	}
 	mask := uint64(len(d.slots) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
-		sl := &d.slots[i]
-		if sl.st.Load() == nil {
-			d.bloom[(h>>32)&uint64(len(d.bloom)-1)].Or(bloomBits(h))
-			sl.key.Store(number)
-			sl.st.Store(st)
+	i := h & mask
+	for {
+		v := d.slots[i].val.Load()
+		if v == 0 {
+			d.bloom.Load().add(h)
+			d.keys = append(d.keys, number)
+			d.slots[i].key.Store(number)
 			d.count.Add(1)
-			return
+			break
 		}
-		if sl.key.Load() == number {
-			sl.st.Store(st)
-			return
+		if d.slots[i].key.Load() == number {
+			break
+		}
+		i = (i + 1) & mask
+	}
+	sl := &d.slots[i]
+	if len(st.scoped) == 0 {
+		sl.val.Store(slotUsed | uint64(st.global))
+		return
+	}
+	d.extra.Add(int64(st.bytes()))
+	if v := sl.val.Load(); v&slotScoped != 0 {
+		j := uint32(v)
+		d.states[j/stateChunkLen].Load()[j%stateChunkLen].Store(st)
+		return
+	}
+	j := d.nstates
+	d.nstates++
+	c := d.states[j/stateChunkLen].Load()
+	if c == nil {
+		c = new(stateChunk)
+		d.states[j/stateChunkLen].Store(c)
+		d.extra.Add(int64(len(c) * 8))
+	}
+	c[j%stateChunkLen].Store(st)
+	sl.val.Store(slotUsed | slotScoped | uint64(j))
+}
+
+// each calls f with every number d holds and its state.
+func (d *delta) each(f func(number uint64, st *numState)) {
+	for i := range d.slots {
+		if v := d.slots[i].val.Load(); v != 0 {
+			f(d.slots[i].key.Load(), d.state(v))
 		}
 	}
 }
@@ -651,7 +783,12 @@ func (b *base) lookup(number, h uint64) *numState {
 // merge returns a new base holding b with the states of the frozen deltas applied (newest
 // first, as in a view); nil if stop closed first.
 func (b *base) merge(frozen []*delta, m *mergeBuffers, stop <-chan struct{}) *base {
-	t := baseTable{slots: slices.Clone(b.slots), n: b.packed}
+	t := baseTable{slots: make([]uint64, len(b.slots)), n: b.packed}
+	for i := 0; i < len(b.slots); i += 1 << 16 {
+		// By chunks: a goroutine in one long memmove cannot be preempted, and the garbage
+		// collector (so every goroutine allocating meanwhile) would wait for it.
+		copy(t.slots[i:], b.slots[i:min(i+1<<16, len(b.slots))])
+	}
 	need := t.n
 	for _, d := range frozen {
 		need += int(d.count.Load())
@@ -664,13 +801,7 @@ func (b *base) merge(frozen []*delta, m *mergeBuffers, stop <-chan struct{}) *ba
 		side = make(map[uint64]*numState)
 	}
 	for k := len(frozen) - 1; k >= 0; k-- { // oldest first: newer states replace older ones
-		d := frozen[k]
-		for i := range d.slots {
-			st := d.slots[i].st.Load()
-			if st == nil {
-				continue
-			}
-			n := d.slots[i].key.Load()
+		frozen[k].each(func(n uint64, st *numState) {
 			switch {
 			case st.empty():
 				if n < packLimit {
@@ -686,7 +817,7 @@ func (b *base) merge(frozen []*delta, m *mergeBuffers, stop <-chan struct{}) *ba
 				t.put(n, byte(st.global))
 				delete(side, n)
 			}
-		}
+		})
 	}
 	if t.n > 0 && float64(t.n) < minLoad*float64(len(t.slots)) {
 		t.resize(slotsFor(t.n))

@@ -30,10 +30,13 @@ func TestKindMaskHas(t *testing.T) {
 // The FSM hands its changes to an Index.
 var _ Indexer = (*Index)(nil)
 
-// newTestIndex returns an index whose merges and delta growth happen after a few numbers.
+// newTestIndex returns an index that freezes d0 for a merge once it holds mergeMin numbers,
+// whose d0 fills up (and is frozen) after min(mergeMin, 1024) numbers, and whose d0's bloom
+// filter starts with 2 words (so it is replaced every few numbers).
 func newTestIndex(t testing.TB, mergeMin int) *Index {
 	x := NewIndex()
-	x.mergeMin, x.deltaMin = mergeMin, 4
+	x.mergeMin, x.deltaMax, x.bloomMin = mergeMin, min(mergeMin, 1<<10), 2
+	x.snap.Store(newView(newDelta(x.d0Room(emptyBase, 0), x.bloomMin), nil, emptyBase))
 	t.Cleanup(x.Close)
 	return x
 }
@@ -44,7 +47,7 @@ func freezeQuiet(x *Index) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	cur := x.snap.Load()
-	x.snap.Store(newView(newDelta(4), append([]*delta{cur.d0}, cur.frozen...), cur.base))
+	x.snap.Store(newView(newDelta(4, 2), append([]*delta{cur.d0}, cur.frozen...), cur.base))
 }
 
 func ixEntry(n uint64, k Kind, account, sender string) Entry {
@@ -411,8 +414,8 @@ func TestIndexCheckAllocs(t *testing.T) {
 }
 
 func TestIndexClose(t *testing.T) {
-	x := NewIndex()
-	x.mergeMin = 2
+	x := newTestIndex(t, 2)
+	x.deltaMax = 16
 	x.Close()
 	x.Close() // idempotent
 	x.Update([]Entry{ixEntry(1, KindBlock, "", ""), ixEntry(2, KindBlock, "", ""), ixEntry(3, KindBlock, "", "")}, nil)
@@ -420,14 +423,60 @@ func TestIndexClose(t *testing.T) {
 		t.Fatal("froze d0 for a merge after Close")
 	}
 	// A full d0 is still frozen and replaced; nothing merges, nothing is lost.
-	for i := range uint64(3 * defaultDeltaMin) {
+	for i := range uint64(100) {
 		x.Update([]Entry{ixEntry(100+i, KindComplaint, "", "")}, nil)
 	}
 	if n := len(x.snap.Load().frozen); n == 0 {
 		t.Fatal("d0 never filled up")
 	}
-	if x.Check(3, "", "") != ixMask(KindBlock) || x.Check(100, "", "") != ixMask(KindComplaint) || x.Len() != 3+3*defaultDeltaMin {
+	if x.Check(3, "", "") != ixMask(KindBlock) || x.Check(100, "", "") != ixMask(KindComplaint) || x.Len() != 103 {
 		t.Fatalf("after Close: Check %08b, Len %d", x.Check(3, "", ""), x.Len())
+	}
+}
+
+// TestDeltaStates checks a delta's slots against a map through the state changes a number can
+// go through (global to scoped and back, scoped replaced), with enough scoped numbers to need
+// several chunks of states.
+func TestDeltaStates(t *testing.T) {
+	d := newDelta(2000, 2)
+	want := map[uint64]*numState{}
+	r := rand.New(rand.NewPCG(5, 6))
+	for step := range 20000 {
+		n := 1000 + uint64(r.IntN(1500))
+		cur := want[n]
+		if cur == nil {
+			cur = globalState(0)
+		}
+		k, sc := Kind(1+r.IntN(3)), Scope{}
+		if r.IntN(2) == 0 {
+			sc.Sender = fmt.Sprint("S", r.IntN(3))
+		}
+		next := cur.with(k, sc, r.IntN(3) > 0)
+		d.set(n, mixNumber(n), next)
+		want[n] = next
+		if step%1000 == 0 || step == 19999 {
+			for n, st := range want {
+				if got := d.get(n, mixNumber(n)); got == nil || got.global != st.global || !slices.Equal(got.scoped, st.scoped) {
+					t.Fatalf("step %d: number %d: %+v, want %+v", step, n, got, st)
+				}
+			}
+			if got := d.get(999, mixNumber(999)); got != nil {
+				t.Fatalf("absent number: %+v", got)
+			}
+		}
+	}
+	seen := 0
+	d.each(func(n uint64, st *numState) {
+		seen++
+		if want[n] != st {
+			t.Fatalf("each: number %d: %+v, want %+v", n, st, want[n])
+		}
+	})
+	if seen != len(want) || int(d.count.Load()) != len(want) {
+		t.Fatalf("each saw %d, count %d, want %d", seen, d.count.Load(), len(want))
+	}
+	if d.nstates <= stateChunkLen {
+		t.Fatalf("%d scoped states used: want more than a chunk", d.nstates)
 	}
 }
 
