@@ -29,14 +29,15 @@ func (n *Node) protectRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/blocklist", n.write(n.blocklistAdd))
 	mux.HandleFunc("DELETE /api/v1/blocklist", n.write(n.blocklistRemove))
 	mux.HandleFunc("POST /api/v1/blocklist/import", n.write(n.blocklistImport))
-	mux.HandleFunc("GET /api/v1/blocklist", n.entryList(0))
-	mux.HandleFunc("GET /api/v1/blocklist/export", n.blocklistExport)
-	mux.HandleFunc("GET /api/v1/numbers/{number}", n.numberCheck)
+	// Reads that list phone numbers need the token too (they are personal data).
+	mux.HandleFunc("GET /api/v1/blocklist", n.authed(n.entryList(0)))
+	mux.HandleFunc("GET /api/v1/blocklist/export", n.authed(n.blocklistExport))
+	mux.HandleFunc("GET /api/v1/numbers/{number}", n.authed(n.numberCheck))
 	mux.HandleFunc("POST /api/v1/complaints", n.write(n.complaintAdd))
 	mux.HandleFunc("POST /api/v1/optouts", n.write(n.optOutAdd))
 	mux.HandleFunc("DELETE /api/v1/optouts", n.write(n.optOutRemove))
-	mux.HandleFunc("GET /api/v1/optouts", n.entryList(store.KindOptOut))
-	mux.HandleFunc("GET /api/v1/complaints", n.entryList(store.KindComplaint))
+	mux.HandleFunc("GET /api/v1/optouts", n.authed(n.entryList(store.KindOptOut)))
+	mux.HandleFunc("GET /api/v1/complaints", n.authed(n.entryList(store.KindComplaint)))
 	mux.HandleFunc("GET /api/v1/cluster", n.clusterStatus)
 	mux.HandleFunc("POST /api/v1/cluster/join", n.write(n.clusterJoin))
 	mux.HandleFunc("POST /api/v1/cluster/remove", n.write(n.clusterRemove))
@@ -56,17 +57,36 @@ func badRequest(format string, args ...any) error {
 	return &httpError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
 }
 
+// tokenOK checks the bearer token (when admin.token is set), answering 401 if it is wrong.
+func (n *Node) tokenOK(w http.ResponseWriter, r *http.Request) bool {
+	tok := string(n.cfg.Admin.Token)
+	if tok == "" {
+		return true
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if ok && subtle.ConstantTimeCompare([]byte(got), []byte(tok)) == 1 {
+		return true
+	}
+	n.log.Warn("admin request refused: bad or missing token", "component", "audit", "remote", r.RemoteAddr,
+		"method", r.Method, "path", r.URL.Path)
+	writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Authorization: want \"Bearer <admin.token>\""})
+	return false
+}
+
+// authed wraps a read handler with the token check.
+func (n *Node) authed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n.tokenOK(w, r) {
+			h(w, r)
+		}
+	}
+}
+
 // write wraps a write handler: token check, audit log, error to status.
 func (n *Node) write(h func(r *http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if tok := string(n.cfg.Admin.Token); tok != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
-				n.log.Warn("admin write refused: bad or missing token", "component", "audit", "remote", r.RemoteAddr,
-					"method", r.Method, "path", r.URL.Path)
-				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "Authorization: want \"Bearer <admin.token>\""})
-				return
-			}
+		if !n.tokenOK(w, r) {
+			return
 		}
 		start := time.Now()
 		out, err := h(r)

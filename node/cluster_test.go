@@ -151,6 +151,10 @@ func TestAdminTokenRequired(t *testing.T) {
 	if code, out := adminPost(t, n, "/api/v1/blocklist", "s3cret", map[string]any{"numbers": []string{"4915112345678"}}); code != 200 {
 		t.Fatalf("write with the token: %d %v", code, out)
 	}
+	// Reads that list numbers need it too.
+	if code, _ := httpGet(t, n, "/api/v1/blocklist/export"); code != 401 {
+		t.Fatalf("export without token: %d, want 401", code)
+	}
 }
 
 // TestMOOptOut: an MO "stop" to a short code opts its sender out of messages from that short
