@@ -474,8 +474,15 @@ func (n *Node) clusterStatus(w http.ResponseWriter, _ *http.Request) {
 	for k, v := range counts {
 		c[k.String()] = v
 	}
+	versions, admins := map[string]string{}, map[string]string{}
+	for id, a := range n.repl.fsm.NodeVersions() {
+		versions[id], admins[id] = parseAnnouncement(a)
+	}
+	n.peersMu.Lock()
+	peers := append([]cluster.Peer(nil), n.repl.peers...)
+	n.peersMu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]any{"raft": n.repl.raft.Status(), "fsm_applied_index": n.repl.fsm.AppliedIndex(),
-		"entries": c, "versions": n.repl.fsm.NodeVersions(), "stale": n.repl.stale(), "peers": n.repl.peers})
+		"entries": c, "versions": versions, "admins": admins, "stale": n.repl.stale(), "peers": peers})
 }
 
 type memberRequest struct {
@@ -693,16 +700,19 @@ func (n *Node) forward(ctx context.Context, path string, body []byte) (any, erro
 	return v, nil
 }
 
-// adminOf returns a member's admin address from the peers this node knows.
+// adminOf returns a member's admin address: from cluster.peers and the joins this node handled,
+// else from the member's replicated announcement.
 func (n *Node) adminOf(id string) string {
 	n.peersMu.Lock()
-	defer n.peersMu.Unlock()
 	for _, p := range n.repl.peers {
-		if p.ID == id {
+		if p.ID == id && p.Admin != "" {
+			n.peersMu.Unlock()
 			return p.Admin
 		}
 	}
-	return ""
+	n.peersMu.Unlock()
+	_, admin := parseAnnouncement(n.repl.fsm.NodeVersions()[id])
+	return admin
 }
 
 func (n *Node) addPeer(p cluster.Peer) {

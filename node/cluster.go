@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,7 +124,7 @@ func (n *Node) startLeaderJobs() {
 			if !announced {
 				// Through the leader, like any write; retried until one is elected.
 				cmd := store.Command{Type: store.CmdNodeVersion, Time: time.Now().UnixMilli(),
-					NodeID: rp.raft.ID(), Version: Version}
+					NodeID: rp.raft.ID(), Version: announcement(Version, n.AdminAddr())}
 				if _, err := n.propose(&cmd); err == nil {
 					announced = true
 				}
@@ -160,6 +161,22 @@ func (n *Node) optOut(number uint64, sender, account string) {
 		}
 		n.log.Info("opt-out recorded from MO", "sender", sender, "account", account)
 	}()
+}
+
+// announcement is the string a node announces as its version: its release and, after ";admin=",
+// its admin address, so every member can forward writes to it when it leads (nodes joined later
+// are in no one's cluster.peers).
+func announcement(release, admin string) string {
+	if admin == "" {
+		return release
+	}
+	return release + ";admin=" + admin
+}
+
+// parseAnnouncement splits an announcement.
+func parseAnnouncement(s string) (release, admin string) {
+	release, admin, _ = strings.Cut(s, ";admin=")
+	return release, admin
 }
 
 // closeCluster stops the leader jobs and Raft (leadership first), then the stores.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/smppd/smppd/config"
 	"github.com/smppd/smppd/smpp"
 	"github.com/smppd/smppd/smpp/smpptest"
@@ -253,5 +254,37 @@ func TestStalePolicyRefuse(t *testing.T) {
 	waitFor(t, "stale", 10*time.Second, func() bool { return counter(cut, "smppd_cluster_stale") == 1 })
 	if r := e.submit(gsm("+4915112345679", "hi")); r.Status != smpp.StatusThrottled {
 		t.Fatalf("non-OTP on a stale node with policy refuse: %v, want ESME_RTHROTTLED", r.Status)
+	}
+}
+
+// TestForwardToJoinedLeader: a node joined later (in no one's cluster.peers) becomes leader;
+// the original members still forward writes to it, through its replicated announcement.
+func TestForwardToJoinedLeader(t *testing.T) {
+	sim := startSim(t, smpptest.Config{})
+	nodes := startCluster(t, sim, 3, nil)
+	raftAddr, adminAddr := freeAddr(t), freeAddr(t)
+	n4 := startNode(t, sim, func(c *config.Config) {
+		c.Node.ID, c.Listen.Admin = 4, adminAddr
+		c.Cluster.NodeID, c.Cluster.RaftAddr, c.Cluster.Bootstrap = "n4", raftAddr, false
+	})
+	l := leaderOf(nodes)
+	if code, out := adminPost(t, l, "/api/v1/cluster/join", "", map[string]string{"id": "n4", "raft": raftAddr}); code != 200 {
+		t.Fatalf("join: %d %v", code, out) // no admin address given: it must come from n4's announcement
+	}
+	waitFor(t, "n4 announced", 10*time.Second, func() bool {
+		_, admin := parseAnnouncement(nodes[0].FSM().NodeVersions()["n4"])
+		return admin == adminAddr
+	})
+	waitFor(t, "n4 leads", 20*time.Second, func() bool {
+		if cur := leaderOf(append(nodes, n4)); cur != n4 && cur != nil && cur.Cluster().IsLeader() {
+			_ = cur.Cluster().Raft().LeadershipTransferToServer("n4", raft.ServerAddress(raftAddr)).Error()
+		}
+		return n4.Cluster().IsLeader()
+	})
+	for _, n := range nodes {
+		waitFor(t, "n4 known as leader", 10*time.Second, func() bool { id, _ := n.Cluster().Leader(); return id == "n4" })
+	}
+	if code, out := adminPost(t, nodes[1], "/api/v1/blocklist", "", map[string]any{"numbers": []string{"4915112345600"}}); code != 200 {
+		t.Fatalf("write forwarded to the joined leader: %d %v", code, out)
 	}
 }
