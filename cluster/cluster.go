@@ -9,6 +9,7 @@
 package cluster
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +59,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Transport, if set, replaces the TCP transport (tests use raft.NewInmemTransport).
 	Transport raft.Transport
+	// TLS, if set, runs Raft over TLS with it, both ways: it must hold this node's certificate
+	// (Certificates), the CA that signed the others' (RootCAs and ClientCAs) and
+	// ClientAuth RequireAndVerifyClientCert, so only members with a certificate of that CA talk
+	// Raft (mutual TLS).
+	TLS *tls.Config
 }
 
 // DefaultConfig returns the settings documented in DESIGN.md (a LAN).
@@ -145,7 +151,14 @@ func New(cfg Config) (*Node, error) {
 		if err != nil {
 			return nil, fmt.Errorf("cluster: advertise %q: %w", adv, err)
 		}
-		if n.tcp, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, addr, 3, 10*time.Second, hl); err != nil {
+		if cfg.TLS != nil {
+			ln, err := net.Listen("tcp", cfg.RaftAddr)
+			if err != nil {
+				return nil, fmt.Errorf("cluster: raft_addr %s: %w", cfg.RaftAddr, err)
+			}
+			stream := &tlsStream{Listener: tls.NewListener(ln, cfg.TLS), advertise: addr, cfg: cfg.TLS}
+			n.tcp = raft.NewNetworkTransportWithLogger(stream, 3, 10*time.Second, hl)
+		} else if n.tcp, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, addr, 3, 10*time.Second, hl); err != nil {
 			return nil, fmt.Errorf("cluster: raft_addr %s: %w", cfg.RaftAddr, err)
 		}
 		n.trans = n.tcp
@@ -350,6 +363,27 @@ func (n *Node) memberCount() int {
 	}
 	return len(cf.Configuration().Servers)
 }
+
+// tlsStream is raft's StreamLayer over mutual TLS.
+type tlsStream struct {
+	net.Listener
+	advertise net.Addr
+	cfg       *tls.Config
+}
+
+// Dial implements raft.StreamLayer; the peer's certificate is verified against the CA, its
+// name against the host of address.
+func (s *tlsStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	c, err := tls.DialWithDialer(d, "tcp", string(address), s.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Addr implements net.Listener with the advertised address.
+func (s *tlsStream) Addr() net.Addr { return s.advertise }
 
 // slogWriter turns hclog's text lines into slog records.
 type slogWriter struct{ log *slog.Logger }

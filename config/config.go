@@ -56,6 +56,34 @@ type Cluster struct {
 	StalePolicy    string     `yaml:"stale_policy"`    // serve (keep enforcing what is committed, alarm) | refuse (non-OTP refused)
 	StaleStatus    StatusCode `yaml:"stale_status"`    // policy refuse: the status
 	ExpireInterval Duration   `yaml:"expire_interval"` // how often the leader proposes expiry of timed entries
+	TLS            ClusterTLS `yaml:"tls"`             // mutual TLS between members
+}
+
+// ClusterTLS is mutual TLS for Raft traffic: every member presents CertFile (signed by CAFile,
+// valid for its raft address's host) and accepts only peers whose certificate CAFile signed.
+type ClusterTLS struct {
+	Enabled  bool   `yaml:"enabled"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	CAFile   string `yaml:"ca_file"`
+}
+
+// Config loads the key pair and CA into a mutual-TLS config (TLS 1.3).
+func (t *ClusterTLS) Config() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("cannot load key pair: %w", err)
+	}
+	pem, err := os.ReadFile(t.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate found", t.CAFile)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ClientCAs: pool,
+		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS13}, nil
 }
 
 // Peer is a cluster member.

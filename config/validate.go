@@ -202,6 +202,14 @@ func (l *loader) validate(c *Config) {
 		self = self || p.ID == c.ClusterNodeID()
 	}
 	l.check("cluster.peers", len(cl.Peers) == 0 || self || !cl.Bootstrap, "must include this node (cluster.node_id %q), or be empty, when bootstrap is true", c.ClusterNodeID())
+	if ct := &cl.TLS; ct.Enabled {
+		l.check("cluster.tls", ct.CertFile != "" && ct.KeyFile != "" && ct.CAFile != "", "cert_file, key_file and ca_file are required when enabled")
+		if ct.CertFile != "" && ct.KeyFile != "" && ct.CAFile != "" {
+			if _, err := ct.Config(); err != nil {
+				l.addf("cluster.tls", "%v", err)
+			}
+		}
+	}
 	l.check("protection.blocked_status", c.Protection.BlockedStatus != 0, "must not be 0 (ESME_ROK)")
 	if c.Admin.Token == "" && c.Listen.Admin != "" && !loopback(c.Listen.Admin) {
 		l.addf("admin.token", "required when listen.admin (%s) is not a loopback address: admin writes need a bearer token", c.Listen.Admin)

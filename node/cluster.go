@@ -66,6 +66,14 @@ func (n *Node) openCluster() error {
 	cc.NodeID, cc.RaftAddr, cc.Advertise, cc.Dir, cc.Peers = self, cfg.Cluster.RaftAddr, advertise, dir, rp.peers
 	cc.ApplyTimeout, cc.NoBootstrap = time.Duration(cfg.Cluster.ApplyTimeout), !cfg.Cluster.Bootstrap
 	cc.FSM, cc.Logs, cc.Stable, cc.Logger = rp.fsm, rp.log, rp.log, n.log
+	if t := &cfg.Cluster.TLS; t.Enabled {
+		if cc.TLS, err = t.Config(); err != nil {
+			_ = rp.log.Close()
+			_ = rp.fsm.Close()
+			rp.index.Close()
+			return fmt.Errorf("cluster.tls: %w", err)
+		}
+	}
 	if rp.raft, err = cluster.New(cc); err != nil {
 		_ = rp.log.Close()
 		_ = rp.fsm.Close()

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -286,5 +287,41 @@ func TestForwardToJoinedLeader(t *testing.T) {
 	}
 	if code, out := adminPost(t, nodes[1], "/api/v1/blocklist", "", map[string]any{"numbers": []string{"4915112345600"}}); code != 200 {
 		t.Fatalf("write forwarded to the joined leader: %d %v", code, out)
+	}
+}
+
+// TestClusterMutualTLS: with cluster.tls the members talk Raft over mutual TLS (an entry
+// replicates as usual); a peer whose certificate another CA signed is refused at the handshake.
+func TestClusterMutualTLS(t *testing.T) {
+	certFile, keyFile, _ := writeKeyPair(t) // self-signed: the members' certificate and their CA
+	sim := startSim(t, smpptest.Config{})
+	nodes := startCluster(t, sim, 3, func(_ int, c *config.Config) {
+		c.Cluster.TLS = config.ClusterTLS{Enabled: true, CertFile: certFile, KeyFile: keyFile, CAFile: certFile}
+	})
+	if code, out := adminPost(t, nodes[1], "/api/v1/blocklist", "", map[string]any{"numbers": []string{"4915112345678"}}); code != 200 {
+		t.Fatalf("add: %d %v", code, out)
+	}
+	for _, n := range nodes {
+		waitFor(t, "replicated over TLS", 5*time.Second, func() bool { return n.Index().Len() == 1 })
+	}
+	// An outsider with a certificate of its own.
+	otherCert, otherKey, _ := writeKeyPair(t)
+	cert, err := tls.LoadX509KeyPair(otherCert, otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := (&config.ClusterTLS{CertFile: certFile, KeyFile: keyFile, CAFile: certFile}).Config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, raftAddr := nodes[0].Cluster().Leader()
+	c, err := tls.Dial("tcp", raftAddr, &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool.RootCAs, MinVersion: tls.VersionTLS13})
+	if err == nil {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = c.Read(make([]byte, 1)) // TLS 1.3: the server's refusal of our certificate arrives here
+		c.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("outsider's TLS connection to Raft: %v, want a certificate error", err)
 	}
 }
