@@ -180,7 +180,7 @@ func TestLoadErrors(t *testing.T) {
 		{"receipts_hold", "receipts:\n  hold: 0s\n", "2: receipts.hold: must be greater than 0, got 0s"},
 		{"receipts_ttl", "receipts:\n  ttl: 30s\n", "2: receipts.ttl: must be at least 1m, got 30s"},
 		{"receipts_retry", "receipts:\n  retry_min: 5s\n  retry_max: 1s\n", "3: receipts.retry_max: must not be less than retry_min (5s), got 1s"},
-		{"cluster_tls", "cluster:\n  tls:\n    enabled: true\n", "3: cluster.tls: cert_file, key_file and ca_file are required when enabled"},
+		{"cluster_tls", "cluster:\n  tls:\n    enabled: true\n", "2: cluster.tls: cert_file, key_file and ca_file are required when enabled"},
 		{"stale_policy", "cluster:\n  stale_policy: panic\n", "2: cluster.stale_policy: must be serve or refuse, got \"panic\""},
 		{"admin_token", "listen:\n  admin: 0.0.0.0:8775\n", " admin.token: required when listen.admin (0.0.0.0:8775) is not a loopback address"},
 		{"deliver_window", "server:\n  deliver_window: 0\n", "2: server.deliver_window: must be between 1 and 65535, got 0"},
