@@ -581,6 +581,9 @@ type applyAnswer struct {
 // cluster.apply_timeout: every command is idempotent (an upsert or a removal by key), so one that
 // committed before its answer was lost does no harm when applied twice.
 func (n *Node) propose(cmd *store.Command) (store.ApplyResult, error) {
+	if err := n.supported(cmd.Type); err != nil {
+		return store.ApplyResult{}, err
+	}
 	b := cmd.Marshal()
 	deadline := time.Now().Add(time.Duration(n.cfg.Cluster.ApplyTimeout))
 	for {

@@ -3,7 +3,9 @@ package node
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -185,6 +187,49 @@ func announcement(release, admin string) string {
 func parseAnnouncement(s string) (release, admin string) {
 	release, admin, _ = strings.Cut(s, ";admin=")
 	return release, admin
+}
+
+// commandSince maps a command type to the release that introduced it. A type listed here is
+// proposed only once every member has announced a release at least that new (a rolling upgrade
+// finishes before new commands flow); an old node that met one anyway would stop loudly (the
+// FSM panics on an unknown required type) rather than diverge. The types of the first release
+// are not listed: every node that can be in a cluster with this one knows them.
+var commandSince = map[store.CmdType]string{}
+
+// supported reports, for a command of type t, the first member that does not run a release
+// that knows t.
+func (n *Node) supported(t store.CmdType) error {
+	since, ok := commandSince[t]
+	if !ok {
+		return nil
+	}
+	versions := n.repl.fsm.NodeVersions()
+	for _, m := range n.repl.raft.Status().Members {
+		rel, _ := parseAnnouncement(versions[m.ID])
+		if rel == "" || olderRelease(rel, since) {
+			return &httpError{http.StatusConflict, fmt.Sprintf("command %s needs every node at release %s or newer; %s runs %q: finish the rolling upgrade first",
+				t, since, m.ID, rel)}
+		}
+	}
+	return nil
+}
+
+// olderRelease compares dotted release numbers ("0.4.0" < "0.10.1").
+func olderRelease(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := range max(len(as), len(bs)) {
+		var x, y int
+		if i < len(as) {
+			x, _ = strconv.Atoi(as[i])
+		}
+		if i < len(bs) {
+			y, _ = strconv.Atoi(bs[i])
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
 }
 
 // closeCluster stops the leader jobs and Raft (leadership first), then the stores.

@@ -325,3 +325,42 @@ func TestClusterMutualTLS(t *testing.T) {
 		t.Fatalf("outsider's TLS connection to Raft: %v, want a certificate error", err)
 	}
 }
+
+// TestNewCommandWaitsForUpgrade: a command type introduced in a newer release than a member
+// runs is refused (409, naming the member and its release) until that member announces a
+// release that knows it.
+func TestNewCommandWaitsForUpgrade(t *testing.T) {
+	sim := startSim(t, smpptest.Config{})
+	nodes := startCluster(t, sim, 3, nil)
+	for _, n := range nodes {
+		waitFor(t, "all announced", 10*time.Second, func() bool { return len(n.FSM().NodeVersions()) == 3 })
+	}
+	commandSince[store.CmdOptOut] = "0.5.0" // as if opt-outs were new in the next release
+	defer delete(commandSince, store.CmdOptOut)
+	code, out := adminPost(t, nodes[0], "/api/v1/optouts", "", map[string]any{"numbers": []string{"4915112345678"}, "sender": "12345"})
+	if code != http.StatusConflict || !strings.Contains(fmt.Sprint(out["error"]), `runs "0.4.0"`) {
+		t.Fatalf("new command with 0.4.0 members: %d %v, want 409 naming a member", code, out)
+	}
+	for _, n := range nodes { // the rolling upgrade: each node announces the new release
+		cmd := store.Command{Type: store.CmdNodeVersion, Time: time.Now().UnixMilli(), NodeID: n.Cluster().ID(), Version: announcement("0.5.0", n.AdminAddr())}
+		if _, err := n.propose(&cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		waitFor(t, "upgraded everywhere", 10*time.Second, func() bool {
+			for _, v := range n.FSM().NodeVersions() {
+				if rel, _ := parseAnnouncement(v); rel != "0.5.0" {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	if code, out := adminPost(t, nodes[0], "/api/v1/optouts", "", map[string]any{"numbers": []string{"4915112345678"}, "sender": "12345"}); code != 200 {
+		t.Fatalf("after the upgrade: %d %v", code, out)
+	}
+	if !olderRelease("0.4.0", "0.10.1") || olderRelease("0.10.0", "0.9.9") || olderRelease("1.0", "1.0.0") {
+		t.Fatal("olderRelease compares wrongly")
+	}
+}
