@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/smppd/smppd/cluster"
-	"github.com/smppd/smppd/config"
 	"github.com/smppd/smppd/router"
 	"github.com/smppd/smppd/router/protect"
 	"github.com/smppd/smppd/smpp"
@@ -261,5 +260,3 @@ func (n *Node) FSM() *store.FSM { return n.repl.fsm }
 
 // Index returns the hot-path index.
 func (n *Node) Index() *store.Index { return n.repl.index }
-
-var _ = config.Default
