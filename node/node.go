@@ -433,6 +433,14 @@ func (n *Node) shutdown(ctx context.Context) error {
 		n.log.Info("shutdown step done", "step", name, "took", time.Since(t).Round(time.Millisecond))
 	}
 	var errs []error
+	step("leadership", func() {
+		// First, so the cluster keeps taking writes while this node drains its sessions.
+		if n.repl.raft.IsLeader() && len(n.repl.raft.Status().Members) > 1 {
+			if err := n.repl.raft.TransferLeadership(); err != nil {
+				n.log.Warn("leadership transfer failed; the others elect after a timeout", "err", err)
+			}
+		}
+	})
 	step("smpp server", func() {
 		sctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.Server.ShutdownTimeout))
 		defer cancel()
