@@ -181,35 +181,32 @@ func (req *entryRequest) entries(k store.Kind, nums []uint64, now int64, source 
 	return out
 }
 
-// proposeEntries proposes entries in commands of at most store.MaxCommandItems.
-func (n *Node) proposeEntries(t store.CmdType, es []store.Entry) (map[string]int, error) {
-	added := 0
-	for len(es) > 0 {
-		k := min(len(es), store.MaxCommandItems)
-		cmd := store.Command{Type: t, Time: time.Now().UnixMilli(), Entries: es[:k]}
+// proposeChunked proposes items in commands of type t of at most store.MaxCommandItems each
+// (set puts a chunk into the command) and sums what they added and removed.
+func proposeChunked[T any](n *Node, t store.CmdType, items []T, set func(*store.Command, []T)) (added, removed int, err error) {
+	for len(items) > 0 {
+		k := min(len(items), store.MaxCommandItems)
+		cmd := store.Command{Type: t, Time: time.Now().UnixMilli()}
+		set(&cmd, items[:k])
 		res, err := n.propose(&cmd)
 		if err != nil {
-			return map[string]int{"added": added}, err
+			return added, removed, err
 		}
-		added += res.Added
-		es = es[k:]
+		added, removed = added+res.Added, removed+res.Removed
+		items = items[k:]
 	}
-	return map[string]int{"added": added}, nil
+	return added, removed, nil
+}
+
+// proposeEntries proposes entries in commands of at most store.MaxCommandItems.
+func (n *Node) proposeEntries(t store.CmdType, es []store.Entry) (map[string]int, error) {
+	added, _, err := proposeChunked(n, t, es, func(c *store.Command, e []store.Entry) { c.Entries = e })
+	return map[string]int{"added": added}, err
 }
 
 func (n *Node) proposeKeys(t store.CmdType, keys []store.Key) (map[string]int, error) {
-	removed := 0
-	for len(keys) > 0 {
-		k := min(len(keys), store.MaxCommandItems)
-		cmd := store.Command{Type: t, Time: time.Now().UnixMilli(), Keys: keys[:k]}
-		res, err := n.propose(&cmd)
-		if err != nil {
-			return map[string]int{"removed": removed}, err
-		}
-		removed += res.Removed
-		keys = keys[k:]
-	}
-	return map[string]int{"removed": removed}, nil
+	_, removed, err := proposeChunked(n, t, keys, func(c *store.Command, k []store.Key) { c.Keys = k })
+	return map[string]int{"removed": removed}, err
 }
 
 func source(r *http.Request) string { return "admin@" + r.RemoteAddr }

@@ -105,7 +105,9 @@ func (n *Node) openCluster() error {
 func (n *Node) protectStage() (router.Stage, error) {
 	rp := n.repl
 	pc := protect.Config{Status: smpp.Status(n.cfg.Protection.BlockedStatus), Metrics: n.metrics,
-		Check: func(num uint64, account, sender string) uint8 { return uint8(rp.index.Check(num, account, sender)) }}
+		Check: func(num uint64, account string, sender []byte) uint8 {
+			return uint8(rp.index.Check(num, account, string(sender))) // Check keeps no string: no allocation
+		}}
 	if n.cfg.Cluster.StalePolicy == "refuse" {
 		pc.Stale, pc.StaleStatus = rp.stale, smpp.Status(n.cfg.Cluster.StaleStatus)
 	}

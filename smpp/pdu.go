@@ -372,3 +372,23 @@ func (s *Submit) Rebase(from, to []byte) {
 		}
 	}
 }
+
+// AddrNumber reads an address of digits only (optionally a leading +) as a number, the way
+// E.164 numbers are held: at most 15 digits. It returns 0 for anything else (alphanumeric
+// senders, short codes with letters, empty).
+func AddrNumber(a []byte) uint64 {
+	if len(a) > 0 && a[0] == '+' {
+		a = a[1:]
+	}
+	if len(a) == 0 || len(a) > 15 {
+		return 0
+	}
+	var n uint64
+	for _, c := range a {
+		if c < '0' || c > '9' {
+			return 0
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n
+}

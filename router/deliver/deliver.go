@@ -611,7 +611,7 @@ func (op *receiptOp) finish(err error) {
 		s.outbox(op.account).notify(op.seq)
 	}
 	if op.optOut && s.cfg.OnOptOut != nil {
-		if num := digitsOf(op.sub.SrcAddr); num != 0 {
+		if num := smpp.AddrNumber(op.sub.SrcAddr); num != 0 {
 			s.optOuts.Inc()
 			s.cfg.OnOptOut(num, string(op.sub.DstAddr), op.account)
 		}
@@ -691,24 +691,6 @@ func (s *Service) routeMO(sub *smpp.Submit, withKeyword bool) string {
 		return r.Account
 	}
 	return ""
-}
-
-// digitsOf reads an all-digit address (optional leading +) as a number; 0 if it is not one.
-func digitsOf(a []byte) uint64 {
-	if len(a) > 0 && a[0] == '+' {
-		a = a[1:]
-	}
-	if len(a) == 0 || len(a) > 15 {
-		return 0
-	}
-	var n uint64
-	for _, c := range a {
-		if c < '0' || c > '9' {
-			return 0
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	return n
 }
 
 func firstWord(sub *smpp.Submit) string {

@@ -2,8 +2,9 @@
 // blocklist, with a complaint record, or opted out of the sender (package store keeps them;
 // its Index answers each check from an immutable in-memory snapshot: no lock, no I/O).
 //
-// It runs right after the number stage (it needs the destination as an E.164 integer; with the
-// number stage off, a destination of digits only, with or without a leading +, is read as is).
+// It runs after the lane stage (the stale policy spares OTP) and needs the destination as an
+// E.164 integer: the number stage's, or with that stage off a destination of digits only, with
+// or without a leading +, read as is (smpp.AddrNumber).
 package protect
 
 import (
@@ -25,8 +26,10 @@ const (
 // Config configures the stage.
 type Config struct {
 	// Check returns the kinds (bits above) of the entries of number whose scope matches a
-	// message of account from sender. It must not block (store.Index.Check).
-	Check   func(number uint64, account, sender string) uint8
+	// message of account from sender. It must not block (store.Index.Check). sender is the
+	// message's source address, valid only during the call: as bytes, so the check costs no
+	// string allocation per message.
+	Check   func(number uint64, account string, sender []byte) uint8
 	Status  smpp.Status // answers a refused message (default ESME_RSUBMITFAIL 0x45)
 	Metrics *metrics.Set
 	// Stale, if set and true, refuses non-OTP traffic with StaleStatus: the node has not heard
@@ -74,13 +77,13 @@ func (s *Stage) Process(m *router.Message) router.Verdict {
 	}
 	num := m.Dest
 	if num == 0 {
-		num = digits(m.Submit.DstAddr)
+		num = smpp.AddrNumber(m.Submit.DstAddr)
 	}
 	if num == 0 {
 		m.Explain("protect", "not checked: destination is not a number")
 		return router.Verdict{}
 	}
-	k := s.cfg.Check(num, m.Account.SystemID, string(m.Submit.SrcAddr))
+	k := s.cfg.Check(num, m.Account.SystemID, m.Submit.SrcAddr)
 	var rule string
 	var c *metrics.Counter
 	switch {
@@ -102,22 +105,4 @@ func (s *Stage) Process(m *router.Message) router.Verdict {
 		c.Inc()
 	}
 	return router.Verdict{Status: s.cfg.Status, Rule: rule}
-}
-
-// digits reads an all-digit address (an optional leading +) as a number; 0 if it is not one.
-func digits(a []byte) uint64 {
-	if len(a) > 0 && a[0] == '+' {
-		a = a[1:]
-	}
-	if len(a) == 0 || len(a) > 19 {
-		return 0
-	}
-	var n uint64
-	for _, c := range a {
-		if c < '0' || c > '9' {
-			return 0
-		}
-		n = n*10 + uint64(c-'0')
-	}
-	return n
 }
