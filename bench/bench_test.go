@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"runtime"
 	"slices"
@@ -62,7 +61,7 @@ func newEnvSim(tb testing.TB, sc smpptest.Config, tweak func(*config.Config)) *e
 	cfg := config.Default()
 	cfg.Node.DataDir = tb.TempDir()
 	cfg.Listen.SMPP, cfg.Listen.Admin = "127.0.0.1:0", ""
-	cfg.Cluster.RaftAddr = freeAddr(tb)
+	cfg.Cluster.RaftAddr = smpptest.FreeAddr(tb)
 	cfg.Log.Level = slog.LevelWarn
 	cfg.Accounts[0].MaxBinds, cfg.Accounts[0].Window = 256, 1000
 	u := &cfg.Upstreams[0]
@@ -94,16 +93,6 @@ func newEnvSim(tb testing.TB, sc smpptest.Config, tweak func(*config.Config)) *e
 		}
 	}
 	return e
-}
-
-func freeAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // submitPDU is a submit_sm of 160 GSM 7-bit characters (data_coding 0, one octet each).

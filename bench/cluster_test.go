@@ -29,7 +29,7 @@ func startCluster(b *testing.B) []*node.Node {
 	b.Cleanup(sim.Close)
 	var peers []config.Peer
 	for i := range 3 {
-		peers = append(peers, config.Peer{ID: fmt.Sprintf("n%d", i+1), Raft: freeAddr(b), Admin: freeAddr(b)})
+		peers = append(peers, config.Peer{ID: fmt.Sprintf("n%d", i+1), Raft: smpptest.FreeAddr(b), Admin: smpptest.FreeAddr(b)})
 	}
 	nodes := make([]*node.Node, 3)
 	for i := range nodes {

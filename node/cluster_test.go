@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -20,22 +19,12 @@ import (
 	"github.com/smppd/smppd/store"
 )
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // startCluster starts size nodes in-process in front of sim, all members from the start.
 func startCluster(t testing.TB, sim *smpptest.SMSC, size int, mutate func(i int, c *config.Config)) []*Node {
 	t.Helper()
 	var peers []config.Peer
 	for i := range size {
-		peers = append(peers, config.Peer{ID: fmt.Sprintf("n%d", i+1), Raft: freeAddr(t), Admin: freeAddr(t)})
+		peers = append(peers, config.Peer{ID: fmt.Sprintf("n%d", i+1), Raft: smpptest.FreeAddr(t), Admin: smpptest.FreeAddr(t)})
 	}
 	nodes := make([]*Node, size)
 	for i := range size {
@@ -201,7 +190,7 @@ func TestJoinFourthNode(t *testing.T) {
 	if code, out := adminPost(t, nodes[0], "/api/v1/blocklist", "", map[string]any{"numbers": nums}); code != 200 || out["added"] != float64(2500) {
 		t.Fatalf("bulk add: %d %v", code, out)
 	}
-	raftAddr, adminAddr := freeAddr(t), freeAddr(t)
+	raftAddr, adminAddr := smpptest.FreeAddr(t), smpptest.FreeAddr(t)
 	n4 := startNode(t, sim, func(c *config.Config) {
 		c.Node.ID, c.Listen.Admin = 4, adminAddr
 		c.Cluster.NodeID, c.Cluster.RaftAddr, c.Cluster.Bootstrap = "n4", raftAddr, false
@@ -263,7 +252,7 @@ func TestStalePolicyRefuse(t *testing.T) {
 func TestForwardToJoinedLeader(t *testing.T) {
 	sim := startSim(t, smpptest.Config{})
 	nodes := startCluster(t, sim, 3, nil)
-	raftAddr, adminAddr := freeAddr(t), freeAddr(t)
+	raftAddr, adminAddr := smpptest.FreeAddr(t), smpptest.FreeAddr(t)
 	n4 := startNode(t, sim, func(c *config.Config) {
 		c.Node.ID, c.Listen.Admin = 4, adminAddr
 		c.Cluster.NodeID, c.Cluster.RaftAddr, c.Cluster.Bootstrap = "n4", raftAddr, false

@@ -41,7 +41,7 @@ func startNode(t testing.TB, sim *smpptest.SMSC, mutate func(*config.Config), st
 	cfg := config.Default()
 	cfg.Node.DataDir = t.TempDir()
 	cfg.Listen.SMPP, cfg.Listen.Admin = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Cluster.RaftAddr = freeAddr(t)
+	cfg.Cluster.RaftAddr = smpptest.FreeAddr(t)
 	cfg.Upstreams[0].Address = sim.Addr()
 	cfg.Upstreams[0].ReconnectMin = config.Duration(20 * time.Millisecond)
 	cfg.Upstreams[0].ReconnectMax = config.Duration(200 * time.Millisecond)

@@ -27,7 +27,7 @@ func newClusterDaemons(t *testing.T, simAddr string, size int) []*daemon {
 	ds := make([]*daemon, size)
 	var peers []string
 	for i := range ds {
-		ds[i] = &daemon{t: t, smppAddr: freePort(t), admin: freePort(t), raft: freePort(t), simAddr: simAddr, dataDir: t.TempDir()}
+		ds[i] = &daemon{t: t, smppAddr: smpptest.FreeAddr(t), admin: smpptest.FreeAddr(t), raft: smpptest.FreeAddr(t), simAddr: simAddr, dataDir: t.TempDir()}
 		peers = append(peers, fmt.Sprintf("{id: n%d, raft: %q, admin: %q}", i+1, ds[i].raft, ds[i].admin))
 	}
 	for i, d := range ds {

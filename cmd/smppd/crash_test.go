@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,16 +26,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // daemon is smppd running as a child process on a fixed config, restartable.
 type daemon struct {
 	t                *testing.T
@@ -48,7 +37,7 @@ type daemon struct {
 }
 
 func newDaemon(t *testing.T, simAddr string) *daemon {
-	d := &daemon{t: t, smppAddr: freePort(t), admin: freePort(t), simAddr: simAddr, dataDir: t.TempDir(), raft: freePort(t)}
+	d := &daemon{t: t, smppAddr: smpptest.FreeAddr(t), admin: smpptest.FreeAddr(t), simAddr: simAddr, dataDir: t.TempDir(), raft: smpptest.FreeAddr(t)}
 	d.cfgPath = filepath.Join(t.TempDir(), "smppd.yaml")
 	cfg := fmt.Sprintf(`node: {id: 7, data_dir: %q}
 listen: {smpp: %q, admin: %q}
