@@ -27,6 +27,7 @@ const (
 	CmdOptOut       CmdType = 4 // Entries of KindOptOut
 	CmdOptOutRemove CmdType = 5 // Keys of KindOptOut: removed (the user opted back in)
 	CmdExpire       CmdType = 6 // remove every entry with 0 < Expires <= Cutoff
+	CmdSentCounts   CmdType = 7 // Counts sent by reporter NodeID (absolute: max wins); prune buckets < Cutoff
 
 	CmdNodeVersion = CmdOptional | 1 // NodeID runs Version (rolling upgrades)
 )
@@ -48,6 +49,8 @@ func (t CmdType) String() string {
 		return "optout_remove"
 	case CmdExpire:
 		return "expire"
+	case CmdSentCounts:
+		return "sent_counts"
 	case CmdNodeVersion:
 		return "node_version"
 	}
@@ -56,7 +59,7 @@ func (t CmdType) String() string {
 
 func (t CmdType) known() bool {
 	switch t {
-	case CmdBlockAdd, CmdBlockRemove, CmdComplaint, CmdOptOut, CmdOptOutRemove, CmdExpire, CmdNodeVersion:
+	case CmdBlockAdd, CmdBlockRemove, CmdComplaint, CmdOptOut, CmdOptOutRemove, CmdExpire, CmdSentCounts, CmdNodeVersion:
 		return true
 	}
 	return false
@@ -73,7 +76,7 @@ const CommandVersion = 1
 // that relaxes one must also raise CommandVersion, or nodes of different releases would judge
 // the same log entry differently.
 const (
-	MaxCommandItems = 1000                // entries or keys per command; proposers split larger sets
+	MaxCommandItems = 1000                // entries, keys or counts per command; proposers split larger sets
 	MaxFieldLen     = 1024                // bytes of any string field
 	MaxNumber       = 999_999_999_999_999 // E.164: at most 15 digits
 )
@@ -97,12 +100,15 @@ var (
 // Apply never reads a clock, so every node computes the same state from the same log.
 type Command struct {
 	Type    CmdType
-	Time    int64   // proposer's time, unix ms; entries with Created 0 get it
-	Entries []Entry // CmdBlockAdd, CmdComplaint, CmdOptOut
-	Keys    []Key   // CmdBlockRemove, CmdOptOutRemove
-	Cutoff  int64   // CmdExpire: entries with 0 < Expires <= Cutoff are removed
-	NodeID  string  // CmdNodeVersion
-	Version string  // CmdNodeVersion: the node's release
+	Time    int64       // proposer's time, unix ms; entries with Created 0 get it
+	Entries []Entry     // CmdBlockAdd, CmdComplaint, CmdOptOut
+	Keys    []Key       // CmdBlockRemove, CmdOptOutRemove
+	Counts  []SentCount // CmdSentCounts: the reporter's absolute counts
+	// CmdExpire: entries with 0 < Expires <= Cutoff are removed. CmdSentCounts: counters of
+	// buckets before Cutoff are removed (0: none), after Counts are applied.
+	Cutoff  int64
+	NodeID  string // CmdNodeVersion; CmdSentCounts: the reporter (node id and boot time, "n1@1764110000000")
+	Version string // CmdNodeVersion: the node's release
 }
 
 // Marshal encodes the command (payload version CommandVersion):
@@ -113,6 +119,7 @@ type Command struct {
 //	keys:     count(uvarint) { number(uvarint) kind(1) account sender }
 //	expire:   cutoff(uvarint)
 //	node:     node_id version
+//	sent:     node_id cutoff(uvarint) count(uvarint) { bucket(uvarint) account channel sent(uvarint) }
 //
 // Strings are uvarint length then bytes; signed numbers are written as their uint64 bit
 // pattern. Marshal does not validate: Apply does, the same way on every node.
@@ -124,6 +131,9 @@ func (c *Command) Marshal() []byte {
 	}
 	for i := range c.Keys {
 		n += 14 + len(c.Keys[i].Scope.Account) + len(c.Keys[i].Scope.Sender)
+	}
+	for i := range c.Counts {
+		n += 24 + len(c.Counts[i].Account) + len(c.Counts[i].Channel)
 	}
 	b := make([]byte, 0, n+len(c.NodeID)+len(c.Version)+4)
 	b = append(b, byte(c.Type), CommandVersion)
@@ -146,6 +156,15 @@ func (c *Command) Marshal() []byte {
 		b = binary.AppendUvarint(b, uint64(c.Cutoff))
 	case c.Type == CmdNodeVersion:
 		b = appendString(appendString(b, c.NodeID), c.Version)
+	case c.Type == CmdSentCounts:
+		b = binary.AppendUvarint(appendString(b, c.NodeID), uint64(c.Cutoff))
+		b = binary.AppendUvarint(b, uint64(len(c.Counts)))
+		for i := range c.Counts {
+			s := &c.Counts[i]
+			b = binary.AppendUvarint(b, uint64(s.Bucket))
+			b = appendString(appendString(b, s.Account), s.Channel)
+			b = binary.AppendUvarint(b, s.Sent)
+		}
 	}
 	return b
 }
@@ -221,6 +240,24 @@ func UnmarshalCommand(b []byte) (Command, error) {
 	case c.Type == CmdNodeVersion:
 		where = "node version"
 		c.NodeID, c.Version = d.str(""), d.str("")
+	case c.Type == CmdSentCounts:
+		where = "reporter"
+		c.NodeID, c.Cutoff = d.str(""), int64(d.uvarint())
+		where = "number of counts"
+		n := d.count()
+		c.Counts = make([]SentCount, n)
+		var prev SentCount
+		for i := range c.Counts {
+			if d.err != nil {
+				break
+			}
+			where, item = "count", i
+			s := &c.Counts[i]
+			s.Bucket = int64(d.uvarint())
+			s.Account, s.Channel = d.str(prev.Account), d.str(prev.Channel)
+			s.Sent = d.uvarint()
+			prev = *s
+		}
 	}
 	if d.err == nil && len(d.b) > 0 {
 		return c, fmt.Errorf("%w: %s: %d trailing bytes", ErrMalformedCommand, c.Type, len(d.b))
@@ -237,7 +274,9 @@ func UnmarshalCommand(b []byte) (Command, error) {
 // Validate reports the first rule the command breaks (wrapping ErrInvalidCommand): a known
 // type; a positive Time; 1..MaxCommandItems entries or keys of the kinds the type takes, with
 // numbers in 1..MaxNumber, strings of at most MaxFieldLen bytes and no negative times; a
-// positive Cutoff; a node id. Fields the type does not use must be empty.
+// positive Cutoff (expire); a node id. Sent counts: a reporter (NodeID) of at most MaxFieldLen
+// bytes, Cutoff >= 0, 1..MaxCommandItems counts with Bucket >= 0, a non-empty Channel and
+// strings of at most MaxFieldLen bytes. Fields the type does not use must be empty.
 func (c *Command) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s: %s", ErrInvalidCommand, c.Type, fmt.Sprintf(format, args...))
@@ -249,7 +288,8 @@ func (c *Command) Validate() error {
 		return bad("time %d: the proposer's unix ms time is required", c.Time)
 	}
 	if !c.Type.hasEntries() && len(c.Entries) > 0 || !c.Type.hasKeys() && len(c.Keys) > 0 ||
-		c.Type != CmdExpire && c.Cutoff != 0 || c.Type != CmdNodeVersion && (c.NodeID != "" || c.Version != "") {
+		c.Type != CmdSentCounts && len(c.Counts) > 0 || c.Type != CmdExpire && c.Type != CmdSentCounts && c.Cutoff != 0 ||
+		c.Type != CmdNodeVersion && c.Version != "" || c.Type != CmdNodeVersion && c.Type != CmdSentCounts && c.NodeID != "" {
 		return bad("fields of another command type are set")
 	}
 	switch {
@@ -285,6 +325,27 @@ func (c *Command) Validate() error {
 	case c.Type == CmdNodeVersion:
 		if c.NodeID == "" || len(c.NodeID) > MaxFieldLen || len(c.Version) > MaxFieldLen {
 			return bad("node id required, strings at most %d bytes", MaxFieldLen)
+		}
+	case c.Type == CmdSentCounts:
+		if c.NodeID == "" || len(c.NodeID) > MaxFieldLen {
+			return bad("reporter (node id) required, at most %d bytes", MaxFieldLen)
+		}
+		if c.Cutoff < 0 {
+			return bad("cutoff %d: must not be negative", c.Cutoff)
+		}
+		if len(c.Counts) == 0 || len(c.Counts) > MaxCommandItems {
+			return bad("%d counts: must be 1..%d", len(c.Counts), MaxCommandItems)
+		}
+		for i := range c.Counts {
+			s := &c.Counts[i]
+			switch {
+			case s.Bucket < 0:
+				return bad("count %d: bucket %d: must not be negative", i, s.Bucket)
+			case s.Channel == "":
+				return bad("count %d: channel required", i)
+			case len(s.Account) > MaxFieldLen || len(s.Channel) > MaxFieldLen:
+				return bad("count %d: a string is longer than %d bytes", i, MaxFieldLen)
+			}
 		}
 	}
 	return nil

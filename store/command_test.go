@@ -44,6 +44,13 @@ var goldenCommands = []struct {
 	}}, true},
 	{"expire.v1.bin", Command{Type: CmdExpire, Time: 1_764_115_700_000, Cutoff: 1_764_115_700_000}, true},
 	{"node_version.v1.bin", Command{Type: CmdNodeVersion, Time: 1_764_115_800_000, NodeID: "node-1", Version: "v0.9.0"}, true},
+	// Last: the golden snapshot fsm.v1.snap is the state of the commands before it.
+	{"sent_counts.v1.bin", Command{Type: CmdSentCounts, Time: 1_764_115_900_000, NodeID: "node-1@1764110000000",
+		Cutoff: 1_764_029_500_000, Counts: []SentCount{
+			{Bucket: 1_764_115_800_000, Account: "acme", Channel: "orange-fr", Sent: 1200},
+			{Bucket: 1_764_115_800_000, Account: "acme", Channel: "tmobile-de", Sent: 37},
+			{Bucket: 1_764_115_860_000, Channel: "orange-fr", Sent: 5},
+		}}, true},
 }
 
 func TestCommandGolden(t *testing.T) {
@@ -83,7 +90,7 @@ func TestCommandGolden(t *testing.T) {
 			seen[g.cmd.Type] = true
 		})
 	}
-	for _, typ := range []CmdType{CmdBlockAdd, CmdBlockRemove, CmdComplaint, CmdOptOut, CmdOptOutRemove, CmdExpire, CmdNodeVersion} {
+	for _, typ := range []CmdType{CmdBlockAdd, CmdBlockRemove, CmdComplaint, CmdOptOut, CmdOptOutRemove, CmdExpire, CmdSentCounts, CmdNodeVersion} {
 		if !seen[typ] {
 			t.Errorf("no golden command of type %s", typ)
 		}
@@ -97,6 +104,8 @@ func TestCommandRoundTrip(t *testing.T) {
 		{Type: CmdOptOutRemove, Time: 9, Keys: []Key{{Number: 5, Kind: KindOptOut, Scope: Scope{Account: "a\x00b", Sender: "\xff"}}}},
 		{Type: CmdExpire, Cutoff: 1<<63 - 1},
 		{Type: CmdNodeVersion, NodeID: strings.Repeat("n", 300)},
+		{Type: CmdSentCounts, Time: 3, NodeID: "n1@1", Cutoff: -1, Counts: []SentCount{
+			{Bucket: -7, Channel: "c", Sent: 1<<64 - 1}, {Account: "a\x00", Channel: "c"}, {Bucket: 1<<63 - 1, Account: "a\x00", Channel: "d"}}},
 	} {
 		got, err := UnmarshalCommand(c.Marshal())
 		if err != nil {
@@ -137,7 +146,7 @@ func TestUnmarshalCommandErrors(t *testing.T) {
 		msg      string
 	}{
 		{"empty", nil, ErrMalformedCommand, false, "empty"},
-		{"unknown required type", []byte{0x07, 1, 1}, ErrUnknownCommand, false, "0x7"},
+		{"unknown required type", []byte{0x08, 1, 1}, ErrUnknownCommand, false, "0x8"},
 		{"unknown optional type", []byte{0x85, 1, 1, 0xde, 0xad}, ErrUnknownCommand, true, "optional: true"},
 		{"no payload version", []byte{byte(CmdBlockAdd)}, ErrMalformedCommand, false, "no payload version"},
 		{"payload version 0", []byte{byte(CmdExpire), 0, 1, 1}, ErrMalformedCommand, false, "version 0"},
@@ -148,6 +157,8 @@ func TestUnmarshalCommandErrors(t *testing.T) {
 		{"count larger than the bytes", []byte{byte(CmdBlockRemove), 1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f}, ErrMalformedCommand, false, "count"},
 		{"string longer than the bytes", []byte{byte(CmdNodeVersion), 1, 1, 0x7f, 'a'}, ErrMalformedCommand, true, "length 127"},
 		{"varint overflow", []byte{byte(CmdExpire), 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, ErrMalformedCommand, false, "overflows"},
+		{"truncated sent count", []byte{byte(CmdSentCounts), 1, 1, 1, 'n', 0, 2, 5, 0, 1, 'c', 9, 5, 0}, ErrMalformedCommand, false, "count 1: truncated"},
+		{"sent counts without a count", []byte{byte(CmdSentCounts), 1, 1, 1, 'n', 0}, ErrMalformedCommand, false, "number of counts: truncated"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := UnmarshalCommand(tc.b)
@@ -179,11 +190,43 @@ func TestCommandValidate(t *testing.T) {
 	for i := range many {
 		many[i] = e(uint64(i+1), KindBlock)
 	}
+	sc := func(cs ...SentCount) Command {
+		return Command{Type: CmdSentCounts, Time: 1, NodeID: "n1@1764110000000", Counts: cs}
+	}
+	okCount := SentCount{Bucket: 1, Account: "acme", Channel: "orange", Sent: 3}
+	manyCounts := make([]SentCount, MaxCommandItems+1)
+	for i := range manyCounts {
+		manyCounts[i] = SentCount{Bucket: int64(i), Channel: "c"}
+	}
+	long := strings.Repeat("x", MaxFieldLen+1)
+	withCutoff := func(c Command, cutoff int64) Command { c.Cutoff = cutoff; return c }
+	withNode := func(c Command, id, version string) Command { c.NodeID, c.Version = id, version; return c }
 	for _, tc := range []struct {
 		name string
 		c    Command
 		msg  string // "" = valid
 	}{
+		{"valid sent counts", sc(okCount, SentCount{Channel: "c"}), ""},
+		{"sent counts with a cutoff", withCutoff(sc(okCount), 1_764_000_000_000), ""},
+		{"sent counts, max items", sc(manyCounts[:MaxCommandItems]...), ""},
+		{"sent counts, max reporter", withNode(sc(okCount), strings.Repeat("n", MaxFieldLen), ""), ""},
+		{"sent counts without a reporter", withNode(sc(okCount), "", ""), "reporter (node id) required"},
+		{"sent counts, long reporter", withNode(sc(okCount), long, ""), "reporter (node id) required"},
+		{"sent counts with a version", withNode(sc(okCount), "n1", "v1"), "another command type"},
+		{"sent counts, negative cutoff", withCutoff(sc(okCount), -1), "cutoff -1"},
+		{"no counts", sc(), "0 counts"},
+		{"too many counts", sc(manyCounts...), "1001 counts"},
+		{"count without a channel", sc(okCount, SentCount{Account: "acme", Sent: 1}), "count 1: channel required"},
+		{"count, long account", sc(SentCount{Account: long, Channel: "c"}), "count 0: a string is longer"},
+		{"count, long channel", sc(SentCount{Channel: long}), "count 0: a string is longer"},
+		{"count, negative bucket", sc(SentCount{Bucket: -1, Channel: "c"}), "bucket -1"},
+		{"entries on sent counts", Command{Type: CmdSentCounts, Time: 1, NodeID: "n", Counts: []SentCount{okCount}, Entries: []Entry{e(1, KindBlock)}}, "another command type"},
+		{"keys on sent counts", Command{Type: CmdSentCounts, Time: 1, NodeID: "n", Counts: []SentCount{okCount}, Keys: []Key{{Number: 1, Kind: KindBlock}}}, "another command type"},
+		{"counts on a block add", Command{Type: CmdBlockAdd, Time: 1, Entries: []Entry{e(1, KindBlock)}, Counts: []SentCount{okCount}}, "another command type"},
+		{"counts on a node version", Command{Type: CmdNodeVersion, Time: 1, NodeID: "n", Counts: []SentCount{okCount}}, "another command type"},
+		{"cutoff on a block add", Command{Type: CmdBlockAdd, Time: 1, Entries: []Entry{e(1, KindBlock)}, Cutoff: 5}, "another command type"},
+		{"node id on an expire", Command{Type: CmdExpire, Time: 1, Cutoff: 5, NodeID: "n"}, "another command type"},
+		{"sent counts without time", Command{Type: CmdSentCounts, NodeID: "n", Counts: []SentCount{okCount}}, "time 0"},
 		{"valid block add", Command{Type: CmdBlockAdd, Time: 1, Entries: []Entry{e(1, KindBlock)}}, ""},
 		{"max items", Command{Type: CmdBlockAdd, Time: 1, Entries: many[:MaxCommandItems]}, ""},
 		{"block remove of a complaint", Command{Type: CmdBlockRemove, Time: 1, Keys: []Key{{Number: 1, Kind: KindComplaint}}}, ""},

@@ -72,6 +72,8 @@ var ErrRestoreFailed = errors.New("store: fsm state incomplete after a failed sn
 //	'e' number(u64) kind(1) len(account)(uvarint) account sender  -> entry value
 //	'x' expires(u64) number(u64) kind(1) len(account) account sender -> ""   (expiry index)
 //	'n' node_id                                                   -> release version
+//	'c' bucket(u64) len(account)(uvarint) account len(channel)(uvarint) channel reporter
+//	                                                              -> sent(uvarint)   (sent counters)
 //	'a'                                                           -> applied index (u64)
 //	'V'                                                           -> format version (fsmFormat)
 //
@@ -88,7 +90,7 @@ const (
 )
 
 // FSM is smppd's replicated recipient-protection state (blocklist, complaints, opt-outs,
-// node versions) in Pebble: raft's FSM (and BatchingFSM).
+// node versions, sent counters) in Pebble: raft's FSM (and BatchingFSM).
 //
 // Ownership: Apply, ApplyBatch, Restore and Snapshot run on raft's FSM goroutine, one at a
 // time; they alone write. The read methods are safe for concurrent use with them and each
@@ -447,6 +449,8 @@ func (a *applier) command(l *raft.Log) ApplyResult {
 		r.Removed = a.expire(c.Cutoff)
 	case CmdNodeVersion:
 		a.nodeVersion(c.NodeID, c.Version)
+	case CmdSentCounts:
+		a.sentCounts(c.NodeID, c.Counts, c.Cutoff)
 	}
 	return r
 }
@@ -902,9 +906,10 @@ func (f *FSM) NodeVersions() map[string]string {
 	return out
 }
 
-// StateHash returns a SHA-256 of the whole replicated state (entries, expiry index, node
-// versions: every key and value, in key order) and the applied index it reflects, both read
-// from one Pebble snapshot. Two nodes at the same applied index must have the same hash.
+// StateHash returns a SHA-256 of the whole replicated state (entries, node versions, expiry
+// index, sent counters: every key and value, in key order) and the applied index it reflects,
+// both read from one Pebble snapshot. Two nodes at the same applied index must have the same
+// hash.
 func (f *FSM) StateHash() ([32]byte, uint64, error) {
 	if err := f.readable(); err != nil {
 		return [32]byte{}, 0, err
@@ -925,7 +930,7 @@ func (f *FSM) StateHash() ([32]byte, uint64, error) {
 	}
 	h := sha256.New()
 	var buf []byte
-	for _, p := range []byte{fsmPrefixEntry, fsmPrefixNode, fsmPrefixExpiry} {
+	for _, p := range []byte{fsmPrefixEntry, fsmPrefixNode, fsmPrefixExpiry, fsmPrefixCounter} {
 		it, err := snap.NewIter(prefixBounds(p))
 		if err != nil {
 			return [32]byte{}, 0, err

@@ -369,7 +369,7 @@ func TestFSMUnknownCommands(t *testing.T) {
 		data []byte
 		msg  string // "" = skipped
 	}{
-		{"unknown required type", []byte{0x07, 1, 1, 2, 3}, "upgrade it"},
+		{"unknown required type", []byte{0x08, 1, 1, 2, 3}, "upgrade it"},
 		{"required type, newer payload", []byte{byte(CmdBlockAdd), CommandVersion + 1, 1}, "newer than this release"},
 		{"required type, garbage", []byte{byte(CmdBlockAdd), 1, 1, 5}, "malformed"},
 		{"unknown optional type", []byte{0x87, 1, 1, 0xff, 0xff}, ""},
@@ -411,7 +411,7 @@ func TestFSMUnknownCommands(t *testing.T) {
 				t.Fatal("no panic")
 			}
 		}()
-		f.ApplyBatch([]*raft.Log{cmdLog(index, add(blk(50, "", "", 0))), {Index: index + 1, Type: raft.LogCommand, Data: []byte{0x07, 1}}})
+		f.ApplyBatch([]*raft.Log{cmdLog(index, add(blk(50, "", "", 0))), {Index: index + 1, Type: raft.LogCommand, Data: []byte{0x08, 1}}})
 	}()
 	applyCmd(t, f, index, add(blk(51, "", "", 0)))
 	if _, ok, _ := f.Get(Key{Number: 50, Kind: KindBlock}); ok {
@@ -439,7 +439,7 @@ func fsmScript(seed uint64, n int) []*raft.Log {
 	for i := range n {
 		now += int64(rng.IntN(20))
 		var c Command
-		switch r := rng.IntN(20); {
+		switch r := rng.IntN(22); {
 		case r < 6:
 			c = Command{Type: CmdBlockAdd, Time: now}
 			for range 1 + rng.IntN(30) {
@@ -473,6 +473,8 @@ func fsmScript(seed uint64, n int) []*raft.Log {
 			c = Command{Type: CmdNodeVersion, Time: now, NodeID: fmt.Sprintf("n%d", rng.IntN(3)), Version: fmt.Sprintf("v1.%d", rng.IntN(5))}
 		case r < 19:
 			c = Command{Type: CmdBlockAdd, Time: now, Entries: []Entry{{Key: Key{Number: 0, Kind: KindBlock}}}} // invalid
+		case r < 21:
+			c = sentCountsScript(rng, now)
 		default:
 			logs = append(logs, &raft.Log{Index: uint64(len(logs) + 1), Term: 1, Type: raft.LogConfiguration, Data: []byte{byte(i)}})
 			continue
@@ -480,6 +482,25 @@ func fsmScript(seed uint64, n int) []*raft.Log {
 		logs = append(logs, cmdLog(uint64(len(logs)+1), c))
 	}
 	return logs
+}
+
+// sentCountsScript is a random CmdSentCounts of fsmScript: few buckets, accounts, channels and
+// reporters, so that reports meet (repeated, stale, raised) and prunes remove some; a few are
+// invalid (no channel).
+func sentCountsScript(rng *rand.Rand, now int64) Command {
+	c := Command{Type: CmdSentCounts, Time: now, NodeID: fmt.Sprintf("n%d@%d", rng.IntN(3), t0-int64(rng.IntN(2)))}
+	if rng.IntN(4) == 0 {
+		c.Cutoff = t0 + int64(rng.IntN(8))*10_000
+	}
+	for range 1 + rng.IntN(6) {
+		s := SentCount{Bucket: t0 + int64(rng.IntN(10))*10_000, Account: []string{"", "acme", "beta"}[rng.IntN(3)],
+			Channel: []string{"orange", "tmobile", "vodafone"}[rng.IntN(3)], Sent: uint64(rng.IntN(50))}
+		if rng.IntN(40) == 0 {
+			s.Channel = "" // invalid
+		}
+		c.Counts = append(c.Counts, s)
+	}
+	return c
 }
 
 // TestFSMBatchBoundaries: the state depends on the log only, not on how raft batches it (a
@@ -546,6 +567,7 @@ func TestFSMBatchNetChange(t *testing.T) {
 type model struct {
 	entries         map[Key]Entry
 	nodes           map[string]string
+	counters        map[reportedCount]uint64 // Sent 0 in the key
 	complaintBlocks bool
 }
 
@@ -585,6 +607,18 @@ func (m *model) apply(l *raft.Log) {
 		}
 	case CmdNodeVersion:
 		m.nodes[c.NodeID] = c.Version
+	case CmdSentCounts:
+		for _, s := range c.Counts {
+			k := reportedCount{SentCount{Bucket: s.Bucket, Account: s.Account, Channel: s.Channel}, c.NodeID}
+			if v, ok := m.counters[k]; !ok || s.Sent > v {
+				m.counters[k] = s.Sent
+			}
+		}
+		for k := range m.counters {
+			if k.Bucket < c.Cutoff {
+				delete(m.counters, k)
+			}
+		}
 	}
 }
 
@@ -610,6 +644,17 @@ func (m *model) check(t testing.TB, f *FSM) {
 	if !reflect.DeepEqual(counts, want) {
 		t.Fatalf("Count %v, the model's %v", counts, want)
 	}
+	got2 := sentCounts(t, f, 0)
+	if len(got2) != len(m.counters) {
+		t.Fatalf("fsm has %d sent counters, the model %d", len(got2), len(m.counters))
+	}
+	for _, c := range got2 {
+		sent := c.Sent
+		c.Sent = 0
+		if want, ok := m.counters[c]; !ok || want != sent {
+			t.Fatalf("fsm has counter %+v = %d, the model %d (%t)", c, sent, want, ok)
+		}
+	}
 }
 
 // TestFSMModel: the FSM agrees with the model over a long script (duplicates within and across
@@ -622,7 +667,7 @@ func TestFSMModel(t *testing.T) {
 				defer func(n int) { applyBatchBytes = n }(applyBatchBytes)
 				applyBatchBytes = 512
 			}
-			m := &model{entries: map[Key]Entry{}, nodes: map[string]string{}, complaintBlocks: complaintBlocks}
+			m := &model{entries: map[Key]Entry{}, nodes: map[string]string{}, counters: map[reportedCount]uint64{}, complaintBlocks: complaintBlocks}
 			logs := fsmScript(uint64(99+len(fmt.Sprint(complaintBlocks))), 1500)
 			dir := t.TempDir()
 			idx := newRecIndexer()
@@ -657,7 +702,7 @@ func TestFSMModel(t *testing.T) {
 			}
 			m.check(t, f)
 			idx.checkMirror(t, f)
-			if len(m.entries) == 0 {
+			if len(m.entries) == 0 || len(m.counters) == 0 {
 				t.Fatal("the script left no state")
 			}
 		})
@@ -935,45 +980,71 @@ func TestFSMReads(t *testing.T) {
 	}
 }
 
-// goldenSnapshotLogs builds the state of testdata/snapshots/fsm.v1.snap.
-func goldenSnapshotLogs() []*raft.Log {
+// goldenSnapshotLogs builds the state of a golden snapshot: fsm.v1.snap (format 1, no sent
+// counters) is the state of the golden commands before the first sent_counts, fsm.v2.snap
+// (format 2) that of them all.
+func goldenSnapshotLogs(counters bool) []*raft.Log {
 	var logs []*raft.Log
 	for _, g := range goldenCommands {
+		if g.cmd.Type == CmdSentCounts && !counters {
+			break
+		}
 		logs = append(logs, cmdLog(uint64(len(logs)+1), g.cmd))
 	}
 	return logs
 }
 
-// TestFSMGoldenSnapshot: this release restores the snapshots earlier releases wrote (the file
-// is kept forever), and still writes the current format byte for byte.
+// TestFSMGoldenSnapshot: this release restores the snapshots earlier releases wrote (the files
+// are kept forever), and still writes each format byte for byte (format 1 for a state without
+// sent counters, so releases before them can read it).
 func TestFSMGoldenSnapshot(t *testing.T) {
-	path := filepath.Join("testdata", "snapshots", "fsm.v1.snap")
-	src := openFSM(t, t.TempDir(), nil, true)
-	src.ApplyBatch(goldenSnapshotLogs())
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, snapshotBytes(t, src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./store/ -run TestFSMGoldenSnapshot -update to write it)", err)
-	}
-	dst := openFSM(t, t.TempDir(), nil, false)
-	if err := restore(dst, data); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := allEntries(t, dst), allEntries(t, src); !reflect.DeepEqual(got, want) || len(got) == 0 {
-		t.Fatalf("restored golden snapshot:\n got %+v\nwant %+v", got, want)
-	}
-	if dst.AppliedIndex() != uint64(len(goldenCommands)) || !reflect.DeepEqual(dst.NodeVersions(), map[string]string{"node-1": "v0.9.0"}) {
-		t.Fatalf("applied %d, nodes %v", dst.AppliedIndex(), dst.NodeVersions())
-	}
-	if !bytes.Equal(snapshotBytes(t, dst), data) {
-		t.Fatal("Persist no longer writes fsm.v1.snap: the snapshot format changed without a new format version")
+	for _, g := range []struct {
+		file     string
+		counters bool
+		format   byte
+	}{{"fsm.v1.snap", false, 1}, {"fsm.v2.snap", true, 2}} {
+		t.Run(g.file, func(t *testing.T) {
+			path := filepath.Join("testdata", "snapshots", g.file)
+			logs := goldenSnapshotLogs(g.counters)
+			src := openFSM(t, t.TempDir(), nil, true)
+			src.ApplyBatch(logs)
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, snapshotBytes(t, src), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./store/ -run TestFSMGoldenSnapshot -update to write it)", err)
+			}
+			if len(data) <= len(snapMagic) || data[len(snapMagic)] != g.format {
+				t.Fatalf("%s is not a format %d snapshot", g.file, g.format)
+			}
+			dst := openFSM(t, t.TempDir(), nil, false)
+			if err := restore(dst, data); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := allEntries(t, dst), allEntries(t, src); !reflect.DeepEqual(got, want) || len(got) == 0 {
+				t.Fatalf("restored golden snapshot:\n got %+v\nwant %+v", got, want)
+			}
+			if dst.AppliedIndex() != uint64(len(logs)) || !reflect.DeepEqual(dst.NodeVersions(), map[string]string{"node-1": "v0.9.0"}) {
+				t.Fatalf("applied %d, nodes %v", dst.AppliedIndex(), dst.NodeVersions())
+			}
+			got, want := sentCounts(t, dst, 0), sentCounts(t, src, 0)
+			if !reflect.DeepEqual(got, want) || (len(got) > 0) != g.counters {
+				t.Fatalf("restored sent counters:\n got %+v\nwant %+v", got, want)
+			}
+			hSrc, _ := stateHash(t, src)
+			if hDst, _ := stateHash(t, dst); hDst != hSrc {
+				t.Fatal("restored golden snapshot: state hash differs")
+			}
+			if !bytes.Equal(snapshotBytes(t, dst), data) {
+				t.Fatalf("Persist no longer writes %s: the snapshot format changed without a new format version", g.file)
+			}
+		})
 	}
 }
 

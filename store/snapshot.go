@@ -15,22 +15,28 @@ import (
 	"github.com/zeebo/xxh3"
 )
 
-// FSM snapshot stream, format 1:
+// FSM snapshot stream, formats 1 and 2:
 //
 //	header:  magic "SMPPDFSM" format(uvarint) applied_index(uvarint) entries(uvarint)
+//	         counters(uvarint, format 2 only)
 //	records: type(1) then
 //	         0x01 entry         number_delta(uvarint) kind(1) account sender reason source
 //	                            upstream created(uvarint) expires(uvarint)
 //	         0x02 node version  node_id version
+//	         0x03 sent counter  bucket(uvarint) account channel reporter sent(uvarint)  (format 2 only)
 //	         0xff end           crc32c(4, big-endian) of every byte before it, 0xff included
 //
 // Entries come first, in key order (so number deltas are never negative; the first is the
-// number itself), then node versions in id order. Strings are uvarint length then bytes.
+// number itself), then node versions in id order, then sent counters in key order. Strings are
+// uvarint length then bytes. Format 2 adds the counters; a state without any is written in
+// format 1, which releases before the counters read.
 const (
 	snapMagic        = "SMPPDFSM"
-	snapFormat       = 1
+	snapFormat       = 2 // the newest format: read, and written when the state has counters
+	snapFormatV1     = 1 // written when the state has no counters
 	snapRecEntry     = 0x01
 	snapRecNode      = 0x02
+	snapRecCounter   = 0x03
 	snapRecEnd       = 0xff
 	snapChunk        = 64 << 10 // bytes written (and read) at a time
 	snapRestoreBatch = 1 << 20  // bytes of Pebble batch per commit during a restore
@@ -96,11 +102,22 @@ func (w *snapWriter) flush() {
 }
 
 func (s *fsmSnapshot) write(out io.Writer) error {
+	counters := 0
+	if err := snapshotCounters(s.snap, func(_, _ []byte) bool { counters++; return true }); err != nil {
+		return err
+	}
 	w := &snapWriter{w: out, buf: make([]byte, 0, snapChunk+8<<10), h: crc32.New(castagnoli)}
 	w.buf = append(w.buf, snapMagic...)
-	w.buf = binary.AppendUvarint(w.buf, snapFormat)
+	if counters == 0 {
+		w.buf = binary.AppendUvarint(w.buf, snapFormatV1)
+	} else {
+		w.buf = binary.AppendUvarint(w.buf, snapFormat)
+	}
 	w.buf = binary.AppendUvarint(w.buf, s.applied)
 	w.buf = binary.AppendUvarint(w.buf, uint64(s.entries))
+	if counters > 0 {
+		w.buf = binary.AppendUvarint(w.buf, uint64(counters))
+	}
 	n, prev := 0, uint64(0)
 	err := scanEntries(s.snap, nil, nil, func(e Entry) bool {
 		w.buf = append(w.buf, snapRecEntry)
@@ -135,6 +152,30 @@ func (s *fsmSnapshot) write(out io.Writer) error {
 		w.buf = append(binary.AppendUvarint(w.buf, uint64(len(it.Value()))), it.Value()...)
 	}
 	if err := closeIter(it); err != nil {
+		return err
+	}
+	var cerr error
+	err = snapshotCounters(s.snap, func(k, v []byte) bool {
+		c, reporter, err := decodeCounter(k, v)
+		if err != nil {
+			cerr = err
+			return false
+		}
+		w.buf = binary.AppendUvarint(append(w.buf, snapRecCounter), uint64(c.Bucket))
+		w.buf = appendString(appendString(appendString(w.buf, c.Account), c.Channel), reporter)
+		w.buf = binary.AppendUvarint(w.buf, c.Sent)
+		if len(w.buf) >= snapChunk {
+			w.flush()
+		}
+		return w.err == nil
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = w.err
+	}
+	if err != nil {
 		return err
 	}
 	w.buf = append(w.buf, snapRecEnd)
@@ -196,7 +237,7 @@ func (r *snapReader) record(fn func(d *decoder)) error {
 }
 
 type snapHeader struct {
-	format, applied, entries uint64
+	format, applied, entries, counters uint64
 }
 
 func (r *snapReader) header() (snapHeader, error) {
@@ -209,6 +250,9 @@ func (r *snapReader) header() (snapHeader, error) {
 		}
 		magic, d.b = d.b[:len(snapMagic)], d.b[len(snapMagic):]
 		h.format, h.applied, h.entries = d.uvarint(), d.uvarint(), d.uvarint()
+		if h.format >= 2 {
+			h.counters = d.uvarint()
+		}
 	})
 	switch {
 	case err != nil:
@@ -257,14 +301,14 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
-	f.log.Info("fsm restored from snapshot", "applied_index", hdr.applied, "entries", hdr.entries)
+	f.log.Info("fsm restored from snapshot", "applied_index", hdr.applied, "entries", hdr.entries, "counters", hdr.counters)
 	return f.resetIndexer()
 }
 
 // restore replaces the state with the stream's; f.mu is held.
 func (f *FSM) restore(r *snapReader, hdr snapHeader) error {
 	b := f.db.NewBatch()
-	for _, p := range []byte{fsmPrefixEntry, fsmPrefixNode, fsmPrefixExpiry} {
+	for _, p := range []byte{fsmPrefixEntry, fsmPrefixNode, fsmPrefixExpiry, fsmPrefixCounter} {
 		if err := b.DeleteRange([]byte{p}, []byte{p + 1}, nil); err != nil {
 			b.Close()
 			return err
@@ -282,8 +326,9 @@ func (f *FSM) restore(r *snapReader, hdr snapHeader) error {
 	// every prefix either has the old applied index with the old state or none.
 	var counts [kindSlots]int
 	versions := map[string]string{}
-	var n, prevNumber uint64
-	var prevKey, prevNode, kb, vb []byte
+	var n, nc, prevNumber uint64
+	var prevKey, prevNode, prevCounter, kb, vb []byte
+	var stage byte // the type of the last record: entries, then nodes, then counters
 	commit := func(sync *pebble.WriteOptions) error {
 		err := b.Commit(sync)
 		b.Close()
@@ -293,7 +338,8 @@ func (f *FSM) restore(r *snapReader, hdr snapHeader) error {
 	for {
 		var typ byte
 		var e Entry
-		var node, version string
+		var node, version, reporter string
+		var c SentCount
 		err := r.record(func(d *decoder) {
 			switch typ = d.byte(); typ {
 			case snapRecEntry:
@@ -304,6 +350,10 @@ func (f *FSM) restore(r *snapReader, hdr snapHeader) error {
 				e.Created, e.Expires = int64(d.uvarint()), int64(d.uvarint())
 			case snapRecNode:
 				node, version = d.str(""), d.str("")
+			case snapRecCounter:
+				c.Bucket = int64(d.uvarint())
+				c.Account, c.Channel, reporter = d.str(""), d.str(""), d.str("")
+				c.Sent = d.uvarint()
 			case snapRecEnd:
 			default:
 				if d.err == nil {
@@ -314,6 +364,13 @@ func (f *FSM) restore(r *snapReader, hdr snapHeader) error {
 		if err != nil {
 			b.Close()
 			return err
+		}
+		if typ != snapRecEnd {
+			if typ < stage {
+				b.Close()
+				return fmt.Errorf("%w: record type %#x after %#x", ErrSnapshotCorrupt, typ, stage)
+			}
+			stage = typ
 		}
 		switch typ {
 		case snapRecEntry:
@@ -344,6 +401,24 @@ func (f *FSM) restore(r *snapReader, hdr snapHeader) error {
 			prevNode = append(prevNode[:0], node...)
 			_ = b.Set(append([]byte{fsmPrefixNode}, node...), []byte(version), nil)
 			versions[node] = version
+		case snapRecCounter:
+			switch {
+			case hdr.format < 2:
+				b.Close()
+				return fmt.Errorf("%w: a counter in a format %d snapshot", ErrSnapshotCorrupt, hdr.format)
+			case c.Bucket < 0:
+				b.Close()
+				return fmt.Errorf("%w: counter %d: bucket %d", ErrSnapshotCorrupt, nc, c.Bucket)
+			}
+			kb = appendCounterKey(kb[:0], &c, reporter)
+			if prevCounter != nil && bytes.Compare(kb, prevCounter) <= 0 {
+				b.Close()
+				return fmt.Errorf("%w: counter %d out of order", ErrSnapshotCorrupt, nc)
+			}
+			prevCounter = append(prevCounter[:0], kb...)
+			vb = binary.AppendUvarint(vb[:0], c.Sent)
+			_ = b.Set(kb, vb, nil)
+			nc++
 		case snapRecEnd:
 			sum := r.h.Sum32()
 			if err := r.fill(5); err != nil {
@@ -363,6 +438,9 @@ func (f *FSM) restore(r *snapReader, hdr snapHeader) error {
 			case n != hdr.entries:
 				b.Close()
 				return fmt.Errorf("%w: %d entries, header says %d", ErrSnapshotCorrupt, n, hdr.entries)
+			case nc != hdr.counters:
+				b.Close()
+				return fmt.Errorf("%w: %d counters, header says %d", ErrSnapshotCorrupt, nc, hdr.counters)
 			}
 			_ = b.Set([]byte{fsmKeyApplied}, binary.BigEndian.AppendUint64(nil, hdr.applied), nil)
 			if err := commit(pebble.Sync); err != nil {
