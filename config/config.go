@@ -39,6 +39,7 @@ type Config struct {
 	MO         MO         `yaml:"mo"`
 	Cluster    Cluster    `yaml:"cluster"`
 	Protection Protection `yaml:"protection"`
+	Governor   Governor   `yaml:"governor"`
 	Admin      Admin      `yaml:"admin"`
 	Log        Log        `yaml:"log"`
 }
@@ -46,17 +47,20 @@ type Config struct {
 // Cluster configures the Raft cluster that replicates the recipient-protection state. A node
 // with no peers is a one-node cluster.
 type Cluster struct {
-	NodeID         string     `yaml:"node_id"`         // Raft server id; "" = "node<node.id>"
-	RaftAddr       string     `yaml:"raft_addr"`       // Raft transport listen address
-	Advertise      string     `yaml:"advertise"`       // address the others dial; "" = raft_addr
-	Peers          []Peer     `yaml:"peers"`           // initial members, this node included; [] = this node alone
-	Bootstrap      bool       `yaml:"bootstrap"`       // false: never bootstrap; wait to be joined (nodes added later)
-	ApplyTimeout   Duration   `yaml:"apply_timeout"`   // a write not committed by then fails
-	StaleAfter     Duration   `yaml:"stale_after"`     // no leader heard from for this long: stale
-	StalePolicy    string     `yaml:"stale_policy"`    // serve (keep enforcing what is committed, alarm) | refuse (non-OTP refused)
-	StaleStatus    StatusCode `yaml:"stale_status"`    // policy refuse: the status
-	ExpireInterval Duration   `yaml:"expire_interval"` // how often the leader proposes expiry of timed entries
-	TLS            ClusterTLS `yaml:"tls"`             // mutual TLS between members
+	NodeID            string     `yaml:"node_id"`            // Raft server id; "" = "node<node.id>"
+	RaftAddr          string     `yaml:"raft_addr"`          // Raft transport listen address
+	Advertise         string     `yaml:"advertise"`          // address the others dial; "" = raft_addr
+	Peers             []Peer     `yaml:"peers"`              // initial members, this node included; [] = this node alone
+	Bootstrap         bool       `yaml:"bootstrap"`          // false: never bootstrap; wait to be joined (nodes added later)
+	ApplyTimeout      Duration   `yaml:"apply_timeout"`      // a write not committed by then fails
+	SnapshotThreshold int        `yaml:"snapshot_threshold"` // Raft snapshots once this many entries were logged since the last (cluster/DESIGN.md)
+	SnapshotInterval  Duration   `yaml:"snapshot_interval"`  // how often (randomized up to 2x) the threshold is checked
+	TrailingLogs      int        `yaml:"trailing_logs"`      // entries kept behind a snapshot, for a follower that was away to catch up from
+	StaleAfter        Duration   `yaml:"stale_after"`        // no leader heard from for this long: stale
+	StalePolicy       string     `yaml:"stale_policy"`       // serve (keep enforcing what is committed, alarm) | refuse (non-OTP refused)
+	StaleStatus       StatusCode `yaml:"stale_status"`       // policy refuse: the status
+	ExpireInterval    Duration   `yaml:"expire_interval"`    // how often the leader proposes expiry of timed entries
+	TLS               ClusterTLS `yaml:"tls"`                // mutual TLS between members
 }
 
 // ClusterTLS is mutual TLS for Raft traffic: every member presents CertFile (signed by CAFile,
@@ -99,6 +103,21 @@ type Protection struct {
 	BlockedStatus   StatusCode `yaml:"blocked_status"`   // answers a message to a blocked/complained/opted-out number
 	ComplaintBlocks bool       `yaml:"complaint_blocks"` // a complaint also blocklists the number for everyone
 	OptOutKeywords  []string   `yaml:"optout_keywords"`  // an MO starting with one opts its sender out of the address it replied to
+}
+
+// Governor configures the complaint-rate governor: complaints per million messages sent, per
+// account, upstream channel and (account, channel), over a rolling window, across the cluster.
+type Governor struct {
+	Enabled        bool       `yaml:"enabled"`
+	Window         Duration   `yaml:"window"`          // the rolling window
+	Bucket         Duration   `yaml:"bucket"`          // granularity of sent counts; window is a multiple of it
+	WarnPPM        float64    `yaml:"warn_ppm"`        // warn (log, metrics, status) from this rate
+	LimitPPM       float64    `yaml:"limit_ppm"`       // act from this rate (the operators' 2 per million)
+	MinSent        uint64     `yaml:"min_sent"`        // rates are computed over at least this many messages
+	Action         string     `yaml:"action"`          // at the limit, per account and (account, channel): refuse | alarm
+	ChannelAction  string     `yaml:"channel_action"`  // at the limit, per channel (all accounts): alarm | refuse
+	Status         StatusCode `yaml:"status"`          // answers a refused message
+	ReportInterval Duration   `yaml:"report_interval"` // how often a node replicates its sent counts
 }
 
 // Admin configures the admin API.
@@ -368,9 +387,12 @@ func Default() *Config {
 			TTL: Duration(72 * time.Hour), RetryMin: Duration(time.Second), RetryMax: Duration(time.Minute)},
 		MO: MO{Routes: []MORoute{}, UnroutableStatus: 0x0B},
 		Cluster: Cluster{NodeID: "", RaftAddr: "127.0.0.1:8300", Peers: []Peer{}, Bootstrap: true, ApplyTimeout: Duration(5 * time.Second),
+			SnapshotThreshold: 8192, SnapshotInterval: Duration(30 * time.Second), TrailingLogs: 10240,
 			StaleAfter: Duration(time.Minute), StalePolicy: "serve", StaleStatus: 0x58, ExpireInterval: Duration(time.Minute)},
 		Protection: Protection{Enabled: true, BlockedStatus: 0x45, ComplaintBlocks: true,
 			OptOutKeywords: []string{"STOP", "UNSUBSCRIBE", "TD", "退订", "取消"}},
+		Governor: Governor{Enabled: true, Window: Duration(24 * time.Hour), Bucket: Duration(time.Hour), WarnPPM: 1.5,
+			LimitPPM: 2, Action: "refuse", ChannelAction: "alarm", Status: 0x45, ReportInterval: Duration(10 * time.Second)},
 		Log: Log{Level: slog.LevelInfo, Format: "text"},
 	}
 }

@@ -182,6 +182,17 @@ func TestLoadErrors(t *testing.T) {
 		{"receipts_retry", "receipts:\n  retry_min: 5s\n  retry_max: 1s\n", "3: receipts.retry_max: must not be less than retry_min (5s), got 1s"},
 		{"cluster_tls", "cluster:\n  tls:\n    enabled: true\n", "2: cluster.tls: cert_file, key_file and ca_file are required when enabled"},
 		{"stale_policy", "cluster:\n  stale_policy: panic\n", "2: cluster.stale_policy: must be serve or refuse, got \"panic\""},
+		{"governor_window", "governor:\n  bucket: 1h\n  window: 90m\n", "3: governor.window: must be a positive multiple of governor.bucket (1h0m0s), got 1h30m0s"},
+		{"governor_bucket", "governor:\n  bucket: 0s\n", "2: governor.bucket: must be greater than 0, got 0s"},
+		{"governor_warn", "governor:\n  warn_ppm: 3\n", "2: governor.warn_ppm: must be positive and at most limit_ppm (2), got 3"},
+		{"governor_limit", "governor:\n  limit_ppm: -1\n", "2: governor.limit_ppm: must be a positive number, got -1"},
+		{"governor_action", "governor:\n  action: drop\n", "2: governor.action: must be refuse or alarm, got \"drop\""},
+		{"governor_channel_action", "governor:\n  channel_action: stop\n", "2: governor.channel_action: must be refuse or alarm, got \"stop\""},
+		{"governor_status", "governor:\n  status: 0\n", "2: governor.status: must not be 0 (ESME_ROK)"},
+		{"snapshot_threshold", "cluster:\n  snapshot_threshold: 0\n", "2: cluster.snapshot_threshold: must be at least 1, got 0"},
+		{"snapshot_interval", "cluster:\n  snapshot_interval: 1ms\n", "2: cluster.snapshot_interval: must be at least 5ms (Raft refuses a shorter one), got 1ms"},
+		{"snapshot_interval null", "cluster:\n  snapshot_interval:\n", "2: cluster.snapshot_interval: must be at least 5ms"},
+		{"trailing_logs", "cluster:\n  trailing_logs: -1\n", "2: cluster.trailing_logs: must not be negative, got -1"},
 		{"admin_token", "listen:\n  admin: 0.0.0.0:8775\n", " admin.token: required when listen.admin (0.0.0.0:8775) is not a loopback address"},
 		{"deliver_window", "server:\n  deliver_window: 0\n", "2: server.deliver_window: must be between 1 and 65535, got 0"},
 		{"mo_route_account", "mo:\n  routes:\n    - to: \"12345\"\n      account: nobody\n", "4: mo.routes[0].account: must name an account, got \"nobody\""},
@@ -397,5 +408,14 @@ func TestValidateWithoutFile(t *testing.T) {
 	err := c.Validate()
 	if err == nil || err.Error() != "upstreams[0].binds: must be between 1 and 64, got 0" {
 		t.Errorf("Validate() = %v", err)
+	}
+}
+
+// TestClusterSnapshotKeys: the Raft snapshot keys load; the smallest values Raft accepts
+// (threshold 1, interval 5ms, no trailing log) are valid.
+func TestClusterSnapshotKeys(t *testing.T) {
+	c := mustLoad(t, "cluster:\n  snapshot_threshold: 1\n  snapshot_interval: 5ms\n  trailing_logs: 0\n")
+	if cl := c.Cluster; cl.SnapshotThreshold != 1 || cl.SnapshotInterval != Duration(5*time.Millisecond) || cl.TrailingLogs != 0 {
+		t.Errorf("got threshold %d, interval %s, trailing %d", cl.SnapshotThreshold, cl.SnapshotInterval, cl.TrailingLogs)
 	}
 }

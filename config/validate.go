@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"regexp"
@@ -186,6 +187,12 @@ func (l *loader) validate(c *Config) {
 	l.hostPort("cluster.raft_addr", cl.RaftAddr, false)
 	l.hostPort("cluster.advertise", cl.Advertise, true)
 	l.positive("cluster.apply_timeout", cl.ApplyTimeout)
+	// Raft's ValidateConfig refuses a snapshot interval under 5ms; a threshold of 0 would
+	// snapshot at every interval tick; trailing_logs 0 is allowed (keep no log behind a snapshot).
+	l.check("cluster.snapshot_threshold", cl.SnapshotThreshold >= 1, "must be at least 1, got %d", cl.SnapshotThreshold)
+	l.check("cluster.snapshot_interval", cl.SnapshotInterval >= Duration(5*time.Millisecond),
+		"must be at least 5ms (Raft refuses a shorter one), got %s", cl.SnapshotInterval)
+	l.check("cluster.trailing_logs", cl.TrailingLogs >= 0, "must not be negative, got %d", cl.TrailingLogs)
 	l.positive("cluster.stale_after", cl.StaleAfter)
 	l.positive("cluster.expire_interval", cl.ExpireInterval)
 	l.check("cluster.stale_policy", cl.StalePolicy == "serve" || cl.StalePolicy == "refuse", "must be serve or refuse, got %q", cl.StalePolicy)
@@ -211,6 +218,17 @@ func (l *loader) validate(c *Config) {
 		}
 	}
 	l.check("protection.blocked_status", c.Protection.BlockedStatus != 0, "must not be 0 (ESME_ROK)")
+	if g := &c.Governor; g.Enabled {
+		l.positive("governor.bucket", g.Bucket)
+		l.check("governor.window", g.Window >= g.Bucket && (g.Bucket <= 0 || g.Window%g.Bucket == 0),
+			"must be a positive multiple of governor.bucket (%s), got %s", g.Bucket, g.Window)
+		l.check("governor.limit_ppm", g.LimitPPM > 0 && !math.IsInf(g.LimitPPM, 0), "must be a positive number, got %v", g.LimitPPM)
+		l.check("governor.warn_ppm", g.WarnPPM > 0 && g.WarnPPM <= g.LimitPPM, "must be positive and at most limit_ppm (%v), got %v", g.LimitPPM, g.WarnPPM)
+		l.check("governor.action", g.Action == "refuse" || g.Action == "alarm", "must be refuse or alarm, got %q", g.Action)
+		l.check("governor.channel_action", g.ChannelAction == "refuse" || g.ChannelAction == "alarm", "must be refuse or alarm, got %q", g.ChannelAction)
+		l.check("governor.status", g.Status != 0, "must not be 0 (ESME_ROK)")
+		l.positive("governor.report_interval", g.ReportInterval)
+	}
 	if c.Admin.Token == "" && c.Listen.Admin != "" && !loopback(c.Listen.Admin) {
 		l.addf("admin.token", "required when listen.admin (%s) is not a loopback address: admin writes need a bearer token", c.Listen.Admin)
 	}
