@@ -13,6 +13,7 @@ import (
 
 	"github.com/smppd/smppd/router"
 	"github.com/smppd/smppd/router/deliver"
+	"github.com/smppd/smppd/router/governor"
 	"github.com/smppd/smppd/smpp"
 )
 
@@ -77,7 +78,12 @@ func (n *Node) status(w http.ResponseWriter, _ *http.Request) {
 		Sessions  int              `json:"sessions"`
 		Accounts  []accountStatus  `json:"accounts"`
 		Upstreams []upstreamStatus `json:"upstreams"`
+		Governor  *governor.Report `json:"governor,omitempty"` // complaint rates (governor.enabled)
 	}{NodeID: n.cfg.Node.ID, Ready: n.Ready(), Sessions: n.server.SessionCount()}
+	if n.repl.gov != nil {
+		r := n.repl.gov.Report()
+		st.Governor = &r
+	}
 	ob := map[string]deliver.AccountStatus{}
 	for _, a := range n.deliver.Status() {
 		ob[a.SystemID] = a

@@ -12,6 +12,7 @@ import (
 
 	"github.com/smppd/smppd/cluster"
 	"github.com/smppd/smppd/router"
+	"github.com/smppd/smppd/router/governor"
 	"github.com/smppd/smppd/router/protect"
 	"github.com/smppd/smppd/smpp"
 	"github.com/smppd/smppd/store"
@@ -19,7 +20,7 @@ import (
 
 // Version is this release, announced to the cluster (rolling upgrades: a new command type is
 // proposed only once every node runs a release that knows it).
-const Version = "0.4.0"
+const Version = "0.5.0"
 
 // replicated is the node's share of the cluster: Raft log, FSM, hot-path index, Raft node.
 type replicated struct {
@@ -31,7 +32,23 @@ type replicated struct {
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	stale   func() bool
+	gov     *governor.Governor // nil: governor.enabled false
 	closeMu sync.Once
+}
+
+// indexers hands the FSM's changes to several Indexers (the hot-path index, the governor).
+type indexers []store.Indexer
+
+func (x indexers) Update(upserts []store.Entry, deletes []store.Key) {
+	for _, i := range x {
+		i.Update(upserts, deletes)
+	}
+}
+
+func (x indexers) Reset(all func(yield func(store.Entry) bool)) {
+	for _, i := range x {
+		i.Reset(all)
+	}
 }
 
 // openCluster opens the replicated state under data_dir/raft and starts Raft.
@@ -40,10 +57,18 @@ func (n *Node) openCluster() error {
 	dir := filepath.Join(cfg.Node.DataDir, "raft")
 	rp := &replicated{index: store.NewIndex(), stop: make(chan struct{})}
 	var err error
+	var ix store.Indexer = rp.index
+	if cfg.Governor.Enabled {
+		if rp.gov, err = n.newGovernor(rp); err != nil {
+			rp.index.Close()
+			return fmt.Errorf("governor: %w", err)
+		}
+		ix = indexers{rp.index, rp.gov}
+	}
 	// ComplaintBlocks stays off in the FSM: what Apply writes must not depend on a node's own
 	// config. The proposer adds the block entries instead (protection.complaint_blocks), so
 	// every node applies the same log the same way.
-	if rp.fsm, err = store.OpenFSM(store.FSMConfig{Dir: filepath.Join(dir, "fsm"), Indexer: rp.index, Logger: n.log}); err != nil {
+	if rp.fsm, err = store.OpenFSM(store.FSMConfig{Dir: filepath.Join(dir, "fsm"), Indexer: ix, Logger: n.log}); err != nil {
 		rp.index.Close()
 		return err
 	}
@@ -66,6 +91,8 @@ func (n *Node) openCluster() error {
 	cc := cluster.DefaultConfig()
 	cc.NodeID, cc.RaftAddr, cc.Advertise, cc.Dir, cc.Peers = self, cfg.Cluster.RaftAddr, advertise, dir, rp.peers
 	cc.ApplyTimeout, cc.NoBootstrap = time.Duration(cfg.Cluster.ApplyTimeout), !cfg.Cluster.Bootstrap
+	cc.SnapshotThreshold, cc.SnapshotInterval = uint64(cfg.Cluster.SnapshotThreshold), time.Duration(cfg.Cluster.SnapshotInterval)
+	cc.TrailingLogs = uint64(cfg.Cluster.TrailingLogs) // validated: threshold ≥ 1, trailing ≥ 0
 	cc.FSM, cc.Logs, cc.Stable, cc.Logger = rp.fsm, rp.log, rp.log, n.log
 	if t := &cfg.Cluster.TLS; t.Enabled {
 		if cc.TLS, err = t.Config(); err != nil {
@@ -112,6 +139,21 @@ func (n *Node) protectStage() (router.Stage, error) {
 		pc.Stale, pc.StaleStatus = rp.stale, smpp.Status(n.cfg.Cluster.StaleStatus)
 	}
 	return protect.New(pc)
+}
+
+// newGovernor builds the complaint-rate governor; it reads the replicated sent counts from
+// rp.fsm and proposes this node's through the leader.
+func (n *Node) newGovernor(rp *replicated) (*governor.Governor, error) {
+	g := &n.cfg.Governor
+	bucket := time.Duration(g.Bucket)
+	return governor.New(governor.Config{Window: time.Duration(g.Window), Bucket: bucket, WarnPPM: g.WarnPPM,
+		LimitPPM: g.LimitPPM, MinSent: g.MinSent, Action: g.Action, ChannelAction: g.ChannelAction,
+		Status: smpp.Status(g.Status), ReportInterval: time.Duration(g.ReportInterval), EvalInterval: min(time.Second, bucket, time.Duration(g.ReportInterval)),
+		// The boot time makes a restarted node a new reporter: what it reported before stays.
+		Reporter: fmt.Sprintf("%s@%d", n.cfg.ClusterNodeID(), time.Now().UnixMilli()),
+		Counts:   func(from int64, fn func(store.SentCount, string) bool) error { return rp.fsm.SentCounts(from, fn) },
+		Propose:  func(c *store.Command) error { _, err := n.propose(c); return err },
+		Metrics:  n.metrics, Logger: n.log})
 }
 
 // startLeaderJobs runs what only the leader does (expiry proposals) and announces this node's
@@ -195,7 +237,9 @@ func parseAnnouncement(s string) (release, admin string) {
 // finishes before new commands flow); an old node that met one anyway would stop loudly (the
 // FSM panics on an unknown required type) rather than diverge. The types of the first release
 // are not listed: every node that can be in a cluster with this one knows them.
-var commandSince = map[store.CmdType]string{}
+var commandSince = map[store.CmdType]string{
+	store.CmdSentCounts: "0.5.0",
+}
 
 // supported reports, for a command of type t, the first member that does not run a release
 // that knows t.

@@ -2,12 +2,15 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -316,40 +319,233 @@ func TestClusterMutualTLS(t *testing.T) {
 }
 
 // TestNewCommandWaitsForUpgrade: a command type introduced in a newer release than a member
-// runs is refused (409, naming the member and its release) until that member announces a
-// release that knows it.
+// runs (the governor's sent counts, new in 0.5.0) is refused (409, naming the member and its
+// release) until that member announces a release that knows it.
 func TestNewCommandWaitsForUpgrade(t *testing.T) {
 	sim := startSim(t, smpptest.Config{})
 	nodes := startCluster(t, sim, 3, nil)
 	for _, n := range nodes {
 		waitFor(t, "all announced", 10*time.Second, func() bool { return len(n.FSM().NodeVersions()) == 3 })
 	}
-	commandSince[store.CmdOptOut] = "0.5.0" // as if opt-outs were new in the next release
-	defer delete(commandSince, store.CmdOptOut)
-	code, out := adminPost(t, nodes[0], "/api/v1/optouts", "", map[string]any{"numbers": []string{"4915112345678"}, "sender": "12345"})
-	if code != http.StatusConflict || !strings.Contains(fmt.Sprint(out["error"]), `runs "0.4.0"`) {
-		t.Fatalf("new command with 0.4.0 members: %d %v, want 409 naming a member", code, out)
-	}
-	for _, n := range nodes { // the rolling upgrade: each node announces the new release
-		cmd := store.Command{Type: store.CmdNodeVersion, Time: time.Now().UnixMilli(), NodeID: n.Cluster().ID(), Version: announcement("0.5.0", n.AdminAddr())}
-		if _, err := n.propose(&cmd); err != nil {
+	announce := func(n *Node, release string) {
+		t.Helper()
+		cmd := store.Command{Type: store.CmdNodeVersion, Time: time.Now().UnixMilli(), NodeID: n.Cluster().ID(), Version: announcement(release, n.AdminAddr())}
+		if _, err := nodes[0].propose(&cmd); err != nil {
 			t.Fatal(err)
 		}
+		for _, m := range nodes {
+			waitFor(t, "announcement applied", 10*time.Second, func() bool {
+				rel, _ := parseAnnouncement(m.FSM().NodeVersions()[n.Cluster().ID()])
+				return rel == release
+			})
+		}
 	}
-	for _, n := range nodes {
-		waitFor(t, "upgraded everywhere", 10*time.Second, func() bool {
-			for _, v := range n.FSM().NodeVersions() {
-				if rel, _ := parseAnnouncement(v); rel != "0.5.0" {
-					return false
-				}
-			}
-			return true
-		})
+	announce(nodes[2], "0.4.0") // as if n3 still ran the release before the governor
+	report := store.Command{Type: store.CmdSentCounts, Time: time.Now().UnixMilli(), NodeID: "test@1",
+		Counts: []store.SentCount{{Bucket: 0, Account: "demo", Channel: "sim", Sent: 1}}}
+	_, err := nodes[0].propose(&report)
+	if err == nil || !strings.Contains(err.Error(), `n3 runs "0.4.0"`) || !strings.Contains(err.Error(), "0.5.0") {
+		t.Fatalf("sent counts with a 0.4.0 member: %v, want refused naming n3 and 0.4.0", err)
 	}
-	if code, out := adminPost(t, nodes[0], "/api/v1/optouts", "", map[string]any{"numbers": []string{"4915112345678"}, "sender": "12345"}); code != 200 {
-		t.Fatalf("after the upgrade: %d %v", code, out)
+	announce(nodes[2], Version) // n3 upgraded
+	if _, err := nodes[1].propose(&report); err != nil {
+		t.Fatalf("after the upgrade: %v", err)
 	}
 	if !olderRelease("0.4.0", "0.10.1") || olderRelease("0.10.0", "0.9.9") || olderRelease("1.0", "1.0.0") {
 		t.Fatal("olderRelease compares wrongly")
 	}
+}
+
+// writeBlocks blocklists requests×per numbers from first on, one admin request (one log entry)
+// per per numbers, through n (forwarded to the leader if n follows).
+func writeBlocks(t testing.TB, n *Node, first uint64, requests, per int) {
+	t.Helper()
+	for r := range requests {
+		nums := make([]string, per)
+		for i := range nums {
+			nums[i] = strconv.FormatUint(first+uint64(r*per+i), 10)
+		}
+		if code, out := adminPost(t, n, "/api/v1/blocklist", "", map[string]any{"numbers": nums}); code != http.StatusOK || out["added"] != float64(per) {
+			t.Fatalf("blocklist request %d: %d %v", r, code, out)
+		}
+	}
+}
+
+// raftStat reads a numeric field of n's raft.Stats (last_snapshot_index, ...).
+func raftStat(t testing.TB, n *Node, key string) uint64 {
+	t.Helper()
+	v, err := strconv.ParseUint(n.Cluster().Raft().Stats()[key], 10, 64)
+	if err != nil {
+		t.Fatalf("raft stat %s: %v", key, err)
+	}
+	return v
+}
+
+// firstLogIndex is the oldest entry n's Raft log still holds.
+func firstLogIndex(t testing.TB, n *Node) uint64 {
+	t.Helper()
+	i, err := n.repl.log.FirstIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return i
+}
+
+// snapshotAndTruncate forces a snapshot on each node (raft compacts the log behind it, keeping
+// trailing_logs entries) and returns the lowest snapshot index among them.
+func snapshotAndTruncate(t testing.TB, nodes []*Node) uint64 {
+	t.Helper()
+	lowest := uint64(1<<64 - 1)
+	for _, n := range nodes {
+		if err := n.Cluster().Raft().Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+			t.Fatalf("%s: snapshot: %v", n.Cluster().ID(), err) // nothing new: a timed snapshot just took it all
+		}
+		lowest = min(lowest, raftStat(t, n, "last_snapshot_index"))
+	}
+	return lowest
+}
+
+// waitSameState waits until every node reports the same state hash at the same applied index
+// (announcements and expiry keep the index moving: all are read in one poll).
+func waitSameState(t testing.TB, nodes []*Node, timeout time.Duration) (hash [32]byte, index uint64) {
+	t.Helper()
+	waitFor(t, "the same state hash at the same applied index on every node", timeout, func() bool {
+		h0, i0, err := nodes[0].FSM().StateHash()
+		if err != nil || i0 == 0 {
+			return false
+		}
+		for _, n := range nodes[1:] {
+			if h, i, err := n.FSM().StateHash(); err != nil || h != h0 || i != i0 {
+				return false
+			}
+		}
+		hash, index = h0, i0
+		return true
+	})
+	return hash, index
+}
+
+// TestNewNodeInstallsSnapshot: with the log truncated behind a snapshot on every member, a node
+// joined later cannot be sent the log from its start: it installs the leader's snapshot, then
+// follows the log from there, and ends with the same state as the others.
+func TestNewNodeInstallsSnapshot(t *testing.T) {
+	sim := startSim(t, smpptest.Config{})
+	const threshold, trailing = 16, 8
+	nodes := startCluster(t, sim, 3, func(_ int, c *config.Config) {
+		c.Cluster.SnapshotThreshold, c.Cluster.TrailingLogs = threshold, trailing
+	})
+	for _, n := range nodes { // the keys reach raft
+		if rc := n.Cluster().Raft().ReloadableConfig(); rc.SnapshotThreshold != threshold || rc.TrailingLogs != trailing || rc.SnapshotInterval != 30*time.Second {
+			t.Fatalf("%s: raft runs with %+v, want threshold %d, trailing %d, interval 30s", n.Cluster().ID(), rc, threshold, trailing)
+		}
+	}
+	const first, requests, per = uint64(4917000000000), 40, 100 // 40 log entries, far more than trailing_logs
+	writeBlocks(t, nodes[1], first, requests, per)
+	for _, n := range nodes {
+		waitFor(t, "all entries applied", 30*time.Second, func() bool { return n.Index().Len() == requests*per })
+	}
+	snap := snapshotAndTruncate(t, nodes)
+	for _, n := range nodes {
+		// A new node needs the log from index 1: no member has it any more.
+		if fi := firstLogIndex(t, n); fi <= 1 {
+			t.Fatalf("%s: log starts at %d after a snapshot at ≥ %d (trailing_logs %d), want truncated past index 1", n.Cluster().ID(), fi, snap, trailing)
+		}
+	}
+	raftAddr, adminAddr := smpptest.FreeAddr(t), smpptest.FreeAddr(t)
+	n4 := startNode(t, sim, func(c *config.Config) {
+		c.Node.ID, c.Listen.Admin = 4, adminAddr
+		c.Cluster.NodeID, c.Cluster.RaftAddr, c.Cluster.Bootstrap = "n4", raftAddr, false
+		// n4 never reaches this threshold (and is never told to snapshot): a snapshot it
+		// has can only be one it installed from the leader.
+		c.Cluster.SnapshotThreshold, c.Cluster.TrailingLogs = 1<<40, trailing
+	})
+	if got := raftStat(t, n4, "last_snapshot_index"); got != 0 {
+		t.Fatalf("n4 starts with a snapshot at %d", got)
+	}
+	if code, out := adminPost(t, nodes[0], "/api/v1/cluster/join", "", map[string]string{"id": "n4", "raft": raftAddr, "admin": adminAddr}); code != 200 {
+		t.Fatalf("join: %d %v", code, out)
+	}
+	start := time.Now()
+	waitFor(t, "n4 caught up", 60*time.Second, func() bool { return n4.Index().Len() == requests*per })
+	t.Logf("n4 caught up %s after the join", time.Since(start).Round(time.Millisecond))
+	if !n4.Index().Check(first+1234, "demo", "shop").Has(store.KindBlock) {
+		t.Fatal("n4 does not enforce an entry written before it joined")
+	}
+	// Raft records the installed snapshot just after the FSM restored it (which made the
+	// entries visible above), so this is polled too.
+	var got uint64
+	waitFor(t, fmt.Sprintf("n4 has a snapshot at ≥ %d", snap), 30*time.Second, func() bool {
+		got = raftStat(t, n4, "last_snapshot_index")
+		return got >= snap
+	})
+	// Its log begins after the installed snapshot: the entries the numbers came in never
+	// reached it, only the snapshot holding them (and the entries after it, the join among
+	// them, do exist there).
+	waitFor(t, "n4 logs entries after the snapshot", 30*time.Second, func() bool { return firstLogIndex(t, n4) > 0 })
+	if fi := firstLogIndex(t, n4); fi <= got {
+		t.Fatalf("n4's log starts at %d, at or before the snapshot at %d it installed", fi, got)
+	}
+	all := append(slices.Clone(nodes), n4)
+	_, idx := waitSameState(t, all, 30*time.Second)
+	t.Logf("snapshot at %d installed on n4; all 4 nodes have the same state at index %d", got, idx)
+}
+
+// TestRestartedFollowerCatchesUp: a follower stopped while entries are written and the log is
+// truncated behind a snapshot on the others restarts on its data directory, catches up (through
+// the snapshot: the entries it missed are gone from every log), enforces what was written while
+// it was down, and has the others' state at the same index.
+func TestRestartedFollowerCatchesUp(t *testing.T) {
+	sim := startSim(t, smpptest.Config{})
+	const trailing = 8
+	nodes := startCluster(t, sim, 3, func(_ int, c *config.Config) {
+		c.Cluster.SnapshotThreshold, c.Cluster.TrailingLogs = 16, trailing
+	})
+	const before, during, per = uint64(4917100000000), uint64(4917200000000), 100
+	writeBlocks(t, nodes[0], before, 3, per)
+	for _, n := range nodes {
+		waitFor(t, "entries applied", 30*time.Second, func() bool { return n.Index().Len() == 3*per })
+	}
+	var f *Node
+	var others []*Node
+	for _, n := range nodes {
+		if f == nil && !n.Cluster().IsLeader() {
+			f = n
+		} else {
+			others = append(others, n)
+		}
+	}
+	cfg := *f.cfg // to restart it as it was: same data dir, addresses, cluster settings
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := f.Shutdown(ctx); err != nil {
+		t.Fatalf("stop %s: %v", f.Cluster().ID(), err)
+	}
+	fLast := f.Cluster().Raft().LastIndex()
+	writeBlocks(t, others[0], during, 40, per)
+	for _, n := range others {
+		waitFor(t, "entries applied", 30*time.Second, func() bool { return n.Index().Len() == 43*per })
+	}
+	snap := snapshotAndTruncate(t, others)
+	for _, n := range others {
+		if fi := firstLogIndex(t, n); fi <= fLast+1 {
+			t.Fatalf("%s: log starts at %d, still holding entry %d the stopped follower needs next", n.Cluster().ID(), fi, fLast+1)
+		}
+	}
+	start := time.Now()
+	f2 := startNode(t, sim, func(c *config.Config) { *c = cfg })
+	if !f2.Index().Check(before+1, "demo", "shop").Has(store.KindBlock) {
+		t.Fatal("restarted follower lost the entries it had")
+	}
+	waitFor(t, "restarted follower enforces the entries written while it was down", 60*time.Second, func() bool {
+		return f2.Index().Check(during+40*per-1, "demo", "shop").Has(store.KindBlock)
+	})
+	t.Logf("%s caught up %s after its restart", f2.Cluster().ID(), time.Since(start).Round(time.Millisecond))
+	if got := f2.Index().Len(); got != 43*per {
+		t.Fatalf("restarted follower has %d entries, want %d", got, 43*per)
+	}
+	waitFor(t, fmt.Sprintf("restarted follower has the installed snapshot at ≥ %d", snap), 30*time.Second, func() bool {
+		return raftStat(t, f2, "last_snapshot_index") >= snap
+	})
+	_, idx := waitSameState(t, append(slices.Clone(others), f2), 30*time.Second)
+	t.Logf("stopped at index %d, the others snapshotted at %d; all 3 have the same state at index %d", fLast, snap, idx)
 }

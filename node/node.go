@@ -142,6 +142,10 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 		stages = append(stages, st)
 	}
 
+	if n.repl.gov != nil { // after the number and lane stages: it needs the pool and the lane
+		stages = append(stages, n.repl.gov)
+	}
+
 	if q := &cfg.QuietHours; q.Enabled {
 		st, err := quiet.New(quiet.Config{Start: q.Start, End: q.End, Accounts: q.Accounts, Zones: q.ZoneMap(),
 			Status: smpp.Status(q.Status), Metrics: n.metrics})
@@ -310,6 +314,9 @@ func (n *Node) Start() error {
 	}
 	n.router.Start()
 	n.deliver.Start()
+	if n.repl.gov != nil {
+		n.repl.gov.Start()
+	}
 	n.startLeaderJobs()
 	for _, c := range n.clients {
 		c.Start()
@@ -460,6 +467,9 @@ func (n *Node) shutdown(ctx context.Context) error {
 		wg.Wait()
 	})
 	step("receipts", n.deliver.Close)
+	if n.repl.gov != nil {
+		step("governor", n.repl.gov.Close) // a last report of this node's sent counts
+	}
 	step("cluster", func() {
 		if err := n.closeCluster(); err != nil {
 			errs = append(errs, err)

@@ -145,6 +145,7 @@ type Message struct {
 	segments int         // cost on the bind's throughput limit (all parts of a long message on the first)
 	held     int         // index of the stage that returned Hold
 	id       uint64      // the message_id issued, while the Journal records it
+	accepted bool        // the upstream answered ESME_ROK
 	batch    *smpp.Batch // the running goroutine's batch (see smpp.Batch), nil: none
 }
 
@@ -251,7 +252,7 @@ func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 	m.now, m.sentAt, m.deadline = now, now, now+int64(r.cfg.MaxWait)
 	m.Pool, m.affine, m.bind = nil, nil, -1
 	m.Dest, m.Country, m.Operator, m.Trace, m.Lane = 0, "", "", nil, LaneBulk
-	m.HasDupKey, m.TextDone = false, false
+	m.HasDupKey, m.TextDone, m.accepted = false, false, false
 	if rt, ok := m.Account.Value.(*Route); ok {
 		m.Pool = rt.Pool
 	}
@@ -338,6 +339,11 @@ func (m *Message) OriginalDone(messageID uint64, accepted bool) {
 	}
 }
 
+// Accepted reports whether an upstream accepted m (answered its submit_sm with ESME_ROK): the
+// message was sent. A Finisher sees it true even when the client's answer is not ESME_ROK (no
+// message_id could be issued).
+func (m *Message) Accepted() bool { return m.accepted }
+
 // Recorded is the Journal's answer to Record: m's client is answered with its message_id.
 func (m *Message) Recorded() { m.r.finish(m, smpp.StatusOK, m.id, "") }
 
@@ -376,6 +382,7 @@ func (m *Message) SubmitDone(b *smpp.Batch, status smpp.Status, upstreamID []byt
 			r.finish(m, smpp.StatusThrottled, 0, "retry_queue_full")
 		}
 	case status == smpp.StatusOK:
+		m.accepted = true
 		id, err := r.cfg.IDs.NextAt(now)
 		if err != nil {
 			// The upstream accepted it but we cannot issue an id: tell the client the truth

@@ -31,7 +31,7 @@ import (
 
 const usage = `usage:
   smppctl send [flags] --to NUMBER --text TEXT   send a message through smppd over SMPP
-  smppctl status [--admin ADDR]                  show node status
+  smppctl status [--addr ADDR] [-o json]         node status: sessions, accounts, upstreams, complaint rates
   smppctl message [--admin ADDR] MESSAGE_ID      show the upstream id behind a message_id
   smppctl explain --account A --to N --text T    dry-run the pipeline: each stage's decision
   smppctl blocklist add [--account A] [--sender S] [--reason R] [--ttl D] NUMBER...
@@ -52,7 +52,7 @@ func main() {
 	case "send":
 		err = send(os.Args[2:])
 	case "status":
-		err = get(os.Args[2:], "status", func(fs *flag.FlagSet) string { return "/api/v1/status" })
+		err = status(os.Args[2:])
 	case "message":
 		err = get(os.Args[2:], "message", func(fs *flag.FlagSet) string {
 			if fs.NArg() != 1 {
