@@ -116,7 +116,11 @@ func (n *Node) write(h func(r *http.Request) (any, error)) http.HandlerFunc {
 func parseNumber(field, s string) (uint64, error) {
 	d := strings.TrimPrefix(strings.TrimSpace(s), "+")
 	if d == "" || len(d) > 15 || strings.Trim(d, "0123456789") != "" || d[0] == '0' {
-		return 0, badRequest("%s: %q is not an E.164 number (digits with country code, optionally a leading +, at most 15)", field, s)
+		msg := fmt.Sprintf("%q is not an E.164 number (digits with country code, optionally a leading +, at most 15)", s)
+		if field == "" {
+			return 0, errors.New(msg)
+		}
+		return 0, badRequest("%s: %s", field, msg)
 	}
 	v, _ := strconv.ParseUint(d, 10, 64)
 	return v, nil
@@ -149,9 +153,9 @@ func decodeEntryRequest(r *http.Request) (*entryRequest, []uint64, error) {
 	}
 	nums := make([]uint64, len(req.Numbers))
 	for i, s := range req.Numbers {
-		v, err := parseNumber(fmt.Sprintf("numbers[%d]", i), s)
+		v, err := parseNumber("", s)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, badRequest("numbers[%d]: %s", i, err.Error())
 		}
 		nums[i] = v
 	}
@@ -314,6 +318,7 @@ func (n *Node) blocklistImport(r *http.Request) (any, error) {
 	var (
 		mu       sync.Mutex
 		total    int
+		retried  int // numbers in commands proposed again after a leadership change
 		firstErr error
 		wg       sync.WaitGroup
 	)
@@ -323,9 +328,12 @@ func (n *Node) blocklistImport(r *http.Request) (any, error) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			res, err := n.proposeEntries(store.CmdBlockAdd, b)
+			res, again, err := n.proposeRetried(&store.Command{Type: store.CmdBlockAdd, Time: time.Now().UnixMilli(), Entries: b})
 			mu.Lock()
-			total += res["added"]
+			total += res.Added
+			if again {
+				retried += len(b)
+			}
 			if err != nil && firstErr == nil {
 				firstErr = err
 			}
@@ -349,9 +357,9 @@ func (n *Node) blocklistImport(r *http.Request) (any, error) {
 		if line == 1 && strings.EqualFold(strings.TrimSpace(rec[0]), "number") {
 			continue
 		}
-		num, err := parseNumber(fmt.Sprintf("line %d: number", line), rec[0])
-		if err != nil {
-			readErr = err
+		num, err := parseNumber("", rec[0])
+		if err != nil { // the field's name only now: no formatting per number
+			readErr = badRequest("line %d: number: %s", line, err.Error())
 			break
 		}
 		e := store.Entry{Key: store.Key{Number: num, Kind: store.KindBlock}, Source: src, Created: now, Expires: exp}
@@ -380,10 +388,13 @@ func (n *Node) blocklistImport(r *http.Request) (any, error) {
 	if readErr == nil {
 		readErr = firstErr
 	}
+	// "added" counts numbers that were not in the state before; "retried" the numbers in commands
+	// proposed again after a leadership change (an earlier attempt may have added them, so the
+	// one that answered found them present).
 	if readErr != nil {
-		return map[string]int{"added": total}, readErr
+		return map[string]int{"added": total, "retried": retried}, readErr
 	}
-	return map[string]int{"added": total, "lines": line}, nil
+	return map[string]int{"added": total, "lines": line, "retried": retried}, nil
 }
 
 func (n *Node) blocklistExport(w http.ResponseWriter, _ *http.Request) {
@@ -578,20 +589,28 @@ type applyAnswer struct {
 // cluster.apply_timeout: every command is idempotent (an upsert or a removal by key), so one that
 // committed before its answer was lost does no harm when applied twice.
 func (n *Node) propose(cmd *store.Command) (store.ApplyResult, error) {
+	ar, _, err := n.proposeRetried(cmd)
+	return ar, err
+}
+
+// proposeRetried is propose that also says whether cmd was proposed more than once: then its
+// ApplyResult may count as already present what an earlier attempt added.
+func (n *Node) proposeRetried(cmd *store.Command) (store.ApplyResult, bool, error) {
 	if err := n.supported(cmd.Type); err != nil {
-		return store.ApplyResult{}, err
+		return store.ApplyResult{}, false, err
 	}
 	b := cmd.Marshal()
 	deadline := time.Now().Add(time.Duration(n.cfg.Cluster.ApplyTimeout))
-	for {
+	for attempt := 0; ; attempt++ {
 		ar, err := n.proposeOnce(b)
 		if err == nil || !leadershipMoved(err) || time.Now().After(deadline) {
-			return ar, err
+			return ar, attempt > 0, err
 		}
+		n.retried.Inc()
 		select {
 		case <-time.After(20 * time.Millisecond): // let the election settle before trying again
 		case <-n.repl.stop:
-			return ar, err
+			return ar, attempt > 0, err
 		}
 	}
 }

@@ -42,7 +42,8 @@ type Node struct {
 	store   *store.Local
 	deliver *deliver.Service
 	repl    *replicated
-	peersMu sync.Mutex // guards repl.peers
+	retried *metrics.Counter // proposals tried again after a leadership change
+	peersMu sync.Mutex       // guards repl.peers
 	clients []*smpp.Client
 	pools   []*router.Pool
 	numbers *number.Stage  // nil when numbers.enabled is false
@@ -62,6 +63,7 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 		log = slog.Default()
 	}
 	n := &Node{cfg: cfg, log: log, metrics: metrics.NewSet()}
+	n.retried = n.metrics.NewCounter(`smppd_cluster_proposals_retried_total`)
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("node.data_dir: %w", err)
 	}

@@ -136,7 +136,7 @@ func OpenFSM(cfg FSMConfig) (*FSM, error) {
 	// router never reads Pebble, and Apply reads it only past its key filter.
 	// (BenchmarkApplyBlockAdd, 16 logs per batch, 2 vCPU: 250-300k numbers/s with the
 	// defaults, 580-830k with these.)
-	opts := &pebble.Options{Logger: pebbleLogger{log}, Cache: cache, L0StopWritesThreshold: 64, MemTableStopWritesThreshold: 4}
+	opts := &pebble.Options{Logger: pebbleLogger{log}, Cache: cache, L0StopWritesThreshold: 64, MemTableStopWritesThreshold: 4, MemTableSize: 64 << 20}
 	for i := range opts.Levels {
 		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10) // reads of absent keys (Get, cursor misses)
 	}

@@ -67,7 +67,7 @@ func OpenRaftLog(dir string, log *slog.Logger) (*RaftLog, error) {
 	}
 	cache := pebble.NewCache(8 << 20) // raft reads back only the entries it is replicating
 	defer cache.Unref()
-	db, err := pebble.Open(filepath.Clean(dir), &pebble.Options{Logger: pebbleLogger{log}, Cache: cache})
+	db, err := pebble.Open(filepath.Clean(dir), &pebble.Options{Logger: pebbleLogger{log}, Cache: cache, MemTableSize: 64 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("raft log: open %s: %w", dir, err)
 	}
