@@ -160,7 +160,8 @@ type Step struct {
 	Decision string `json:"decision"`
 }
 
-// Explain records a decision when m is being traced; otherwise it costs a nil check.
+// Explain records a decision when m is being traced; otherwise it costs a nil check. A caller
+// passing arguments checks m.Trace itself first: boxing them into ...any allocates per message.
 func (m *Message) Explain(stage, format string, args ...any) {
 	if m.Trace != nil {
 		m.Trace.Steps = append(m.Trace.Steps, Step{stage, fmt.Sprintf(format, args...)})

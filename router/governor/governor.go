@@ -246,10 +246,14 @@ func (g *Governor) Process(m *router.Message) router.Verdict {
 		return router.Verdict{}
 	}
 	if m.Lane == router.LaneOTP {
-		m.Explain("governor", "OTP passes although the %s is at the limit", why)
+		if m.Trace != nil { // formatting boxes its arguments: only in a dry run
+			m.Explain("governor", "OTP passes although the %s is at the limit", why)
+		}
 		return router.Verdict{}
 	}
-	m.Explain("governor", "refused: %s is at the limit (%g ppm)", why, g.cfg.LimitPPM)
+	if m.Trace != nil { // formatting boxes its arguments: only in a dry run
+		m.Explain("governor", "refused: %s is at the limit (%g ppm)", why, g.cfg.LimitPPM)
+	}
 	if m.Trace == nil {
 		g.refused.Inc()
 	}

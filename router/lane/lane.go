@@ -104,14 +104,18 @@ func (s *Stage) Name() string { return "lane" }
 func (s *Stage) Process(m *router.Message) router.Verdict {
 	why := s.classify(m)
 	if why == "" {
-		m.Explain("lane", "bulk (priority_flag %d ignored)", m.Submit.PriorityFlag)
+		if m.Trace != nil { // formatting boxes its arguments: only in a dry run
+			m.Explain("lane", "bulk (priority_flag %d ignored)", m.Submit.PriorityFlag)
+		}
 		if m.Trace == nil {
 			s.byBulk.Inc()
 		}
 		return router.Verdict{}
 	}
 	m.Lane = router.LaneOTP
-	m.Explain("lane", "otp by %s", why)
+	if m.Trace != nil { // formatting boxes its arguments: only in a dry run
+		m.Explain("lane", "otp by %s", why)
+	}
 	if m.Trace == nil {
 		s.byOTP[why].Inc()
 	}

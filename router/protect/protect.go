@@ -94,14 +94,16 @@ func (s *Stage) Process(m *router.Message) router.Verdict {
 	case k&OptOut != 0:
 		rule, c = "optout", s.optout
 	default:
-		m.Explain("protect", "%d: no blocklist, complaint or opt-out entry", num)
-		if m.Trace == nil {
+		if m.Trace != nil { // formatting boxes its arguments: only in a dry run
+			m.Explain("protect", "%d: no blocklist, complaint or opt-out entry", num)
+		} else {
 			s.passed.Inc()
 		}
 		return router.Verdict{}
 	}
-	m.Explain("protect", "%d: refused (%s)", num, rule)
-	if m.Trace == nil {
+	if m.Trace != nil {
+		m.Explain("protect", "%d: refused (%s)", num, rule)
+	} else {
 		c.Inc()
 	}
 	return router.Verdict{Status: s.cfg.Status, Rule: rule}
