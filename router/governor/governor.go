@@ -576,7 +576,7 @@ func (g *Governor) publish(t *table) {
 		k := rowKey(r)
 		rows[k] = r
 		if prev := g.states[k]; prev != r.State && (prev != "" || r.State != StateOK) {
-			args := []any{"level", r.Level, "system_id", r.Account, "upstream", r.Channel, "sent", r.Sent,
+			args := []any{"scope", r.Level, "system_id", r.Account, "upstream", r.Channel, "sent", r.Sent,
 				"complaints", r.Complaints, "ppm", r.PPM, "warn_ppm", g.cfg.WarnPPM, "limit_ppm", g.cfg.LimitPPM, "refusing", r.Refusing}
 			switch r.State {
 			case StateLimit:
