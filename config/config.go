@@ -248,6 +248,11 @@ type Content struct {
 	RuleFiles       []string   `yaml:"rule_files"`       // rule files; empty: no content filtering
 	RejectStatus    StatusCode `yaml:"reject_status"`    // status of "reject" rules that name none
 	StripSeparators bool       `yaml:"strip_separators"` // also match keywords spelt "f r e e", "f.r.e.e"
+	// Concatenated messages are judged on their whole text: a segment waits up to Hold for the
+	// rest of its message (0: none waits; each is judged with the segments before it).
+	Hold            Duration `yaml:"hold"`
+	MaxHeldMessages int      `yaml:"max_held_messages"` // messages with segments held (and with text kept)
+	MaxHeldBytes    int      `yaml:"max_held_bytes"`    // bytes of segments held (and of text kept)
 }
 
 // Lanes configures OTP recognition (the "lane" pipeline stage).
@@ -376,7 +381,8 @@ func Default() *Config {
 		},
 		Numbers: Numbers{Enabled: true, DefaultCountry: "DE", UnknownTON: "international", MinDigits: 8,
 			RangeFiles: []string{}, PortFiles: []string{}, Routes: []NumberRoute{}, NoRouteStatus: 0x0B},
-		Content:    Content{RuleFiles: []string{}, RejectStatus: 0x45, StripSeparators: true},
+		Content: Content{RuleFiles: []string{}, RejectStatus: 0x45, StripSeparators: true, Hold: Duration(time.Second),
+			MaxHeldMessages: 10_000, MaxHeldBytes: 4 << 20},
 		Lanes:      Lanes{Enabled: true, OTPAccounts: []string{}, BulkAccounts: []string{}, Templates: []string{}},
 		Recipients: Recipients{DailyCap: 0, MaxEntries: 1 << 22, Status: 0x45},
 		QuietHours: QuietHours{Enabled: false, Start: "21:00", End: "08:00", Accounts: []string{},

@@ -182,6 +182,8 @@ func TestLoadErrors(t *testing.T) {
 		{"receipts_retry", "receipts:\n  retry_min: 5s\n  retry_max: 1s\n", "3: receipts.retry_max: must not be less than retry_min (5s), got 1s"},
 		{"cluster_tls", "cluster:\n  tls:\n    enabled: true\n", "2: cluster.tls: cert_file, key_file and ca_file are required when enabled"},
 		{"stale_policy", "cluster:\n  stale_policy: panic\n", "2: cluster.stale_policy: must be serve or refuse, got \"panic\""},
+		{"content_hold", "content:\n  hold: -1s\n", "2: content.hold: must not be negative, got -1s"},
+		{"content_max_held_bytes", "content:\n  max_held_bytes: 1000\n", "2: content.max_held_bytes: must be at least 65536 (64 KiB), got 1000"},
 		{"governor_window", "governor:\n  bucket: 1h\n  window: 90m\n", "3: governor.window: must be a positive multiple of governor.bucket (1h0m0s), got 1h30m0s"},
 		{"governor_bucket", "governor:\n  bucket: 0s\n", "2: governor.bucket: must be greater than 0, got 0s"},
 		{"governor_warn", "governor:\n  warn_ppm: 3\n", "2: governor.warn_ppm: must be positive and at most limit_ppm (2), got 3"},

@@ -217,6 +217,9 @@ func (l *loader) validate(c *Config) {
 			}
 		}
 	}
+	l.check("content.hold", c.Content.Hold >= 0, "must not be negative, got %s", c.Content.Hold)
+	l.check("content.max_held_messages", c.Content.MaxHeldMessages > 0, "must be positive, got %d", c.Content.MaxHeldMessages)
+	l.check("content.max_held_bytes", c.Content.MaxHeldBytes >= 64<<10, "must be at least 65536 (64 KiB), got %d", c.Content.MaxHeldBytes)
 	l.check("protection.blocked_status", c.Protection.BlockedStatus != 0, "must not be 0 (ESME_ROK)")
 	if g := &c.Governor; g.Enabled {
 		l.positive("governor.bucket", g.Bucket)

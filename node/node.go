@@ -119,6 +119,8 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 		cc := content.DefaultConfig()
 		cc.Rules, cc.DefaultStatus = cfg.Content.RuleFiles, smpp.Status(cfg.Content.RejectStatus)
 		cc.StripSeparators, cc.Logger, cc.Metrics = cfg.Content.StripSeparators, log, n.metrics
+		cc.Concat = content.DefaultConcatConfig()
+		cc.Concat.Hold, cc.Concat.MaxMessages, cc.Concat.MaxBytes = time.Duration(cfg.Content.Hold), cfg.Content.MaxHeldMessages, cfg.Content.MaxHeldBytes
 		st, err := content.NewStage(cc)
 		if err != nil {
 			return nil, fmt.Errorf("content: %w", err)
@@ -315,6 +317,9 @@ func (n *Node) Start() error {
 		n.goRun(func() { _ = n.admin.Serve(n.adminLn) })
 	}
 	n.router.Start()
+	if n.content != nil {
+		n.content.Start()
+	}
 	n.deliver.Start()
 	if n.repl.gov != nil {
 		n.repl.gov.Start()
@@ -450,6 +455,11 @@ func (n *Node) shutdown(ctx context.Context) error {
 			}
 		}
 	})
+	if n.content != nil {
+		// Segments still held are judged as they are and sent or refused now, so the server's
+		// drain sees them answered; from here on no segment is held.
+		step("content", n.content.Close)
+	}
 	step("smpp server", func() {
 		sctx, cancel := context.WithTimeout(ctx, time.Duration(n.cfg.Server.ShutdownTimeout))
 		defer cancel()

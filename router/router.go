@@ -61,7 +61,7 @@ type Verdict struct {
 	Reply     bool
 	MessageID uint64
 	// Hold: the stage keeps m; the router does nothing more with it until the stage calls
-	// m.OriginalDone (which answers it, or runs it on from this stage).
+	// m.Resume or m.Refuse (or, the dedup stage, m.OriginalDone).
 	Hold bool
 }
 
@@ -271,10 +271,11 @@ func (r *Router) Submit(s *smpp.Session, req *smpp.Request) {
 func (r *Router) runStages(m *Message, from int) bool {
 	for i := from; i < len(r.cfg.Stages); i++ {
 		st := r.cfg.Stages[i]
-		m.held = i // before Process: once a stage holds m, its outcome may resume it at once
+		m.held = i                 // before Process: once a stage holds m, its outcome may resume it at once
+		acct := m.Account.SystemID // m may be answered and recycled before a Hold returns
 		switch v := st.Process(m); {
 		case v.Hold:
-			r.m.decision(m.Account.SystemID, st.Name(), v.Rule).Inc()
+			r.m.decision(acct, st.Name(), v.Rule).Inc()
 			return false
 		case v.Reply:
 			r.m.decision(m.Account.SystemID, st.Name(), v.Rule).Inc()
@@ -318,15 +319,36 @@ func (r *Router) prepare(m *Message, now int64) {
 // from the stage that held it as a message of its own. Not on a read loop, so nothing blocks:
 // what cannot be sent at once goes to the retry queue.
 func (m *Message) OriginalDone(messageID uint64, accepted bool) {
-	r := m.r
-	m.batch = nil
 	if accepted {
-		r.finish(m, smpp.StatusOK, messageID, "duplicate")
+		m.batch = nil
+		m.r.finish(m, smpp.StatusOK, messageID, "duplicate")
 		return
 	}
+	m.runFrom(m.held)
+}
+
+// Resume runs a message a stage held (Verdict.Hold) on from the stage after that one, and
+// forwards it; Refuse answers it instead. The holding stage calls exactly one of them per hold,
+// from any goroutine; nothing blocks (what cannot be sent at once goes to the retry queue).
+func (m *Message) Resume() { m.runFrom(m.held + 1) }
+
+// Refuse answers a held message with status (not ESME_ROK), counted as the holding stage's
+// decision under rule.
+func (m *Message) Refuse(status smpp.Status, rule string) {
+	r := m.r
+	m.batch = nil
+	name := r.cfg.Stages[m.held].Name()
+	r.m.decision(m.Account.SystemID, name, rule).Inc()
+	r.finish(m, status, 0, name)
+}
+
+// runFrom runs a held message's stages from index from and forwards it.
+func (m *Message) runFrom(from int) {
+	r := m.r
+	m.batch = nil
 	now := time.Now().UnixNano()
 	m.now, m.sentAt, m.deadline = now, now, now+int64(r.cfg.MaxWait)
-	if !r.runStages(m, m.held) {
+	if !r.runStages(m, from) {
 		return
 	}
 	r.prepare(m, now)

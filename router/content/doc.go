@@ -119,35 +119,27 @@
 // "unsupported"). smppd_content_rules{kind="keyword|regexp"} is the rule count in use. A dry run
 // (m.Trace non-nil, smppctl explain) records the decision with its rule id and counts nothing.
 //
-// # Concatenated messages: the router's contract
+// # Concatenated messages
 //
 // A phrase may be split between segments, so a concatenated message (UDH IE 0x00 or 0x08, or the
-// SAR TLVs: smpp.Submit.Concat) is judged on its reassembled text. The router:
+// SAR TLVs: smpp.Submit.Concat) is judged on its whole text (Config.Concat, see ConcatConfig):
 //
-//  1. runs its stages on each segment as usual (with Config.JudgeSegments off the content stage
-//     lets segments through: they are judged whole below; on, the default, each segment is also
-//     judged alone and counted, which is what happens until the router holds segments);
-//  2. holds each segment that passed them: Reassembler.Add(KeyOf(systemID, &m.Submit, c), c, m,
-//     len(m.PDU), now). While the message is incomplete it forwards nothing and answers nothing:
-//     the answers of the earlier segments wait;
-//  3. once Add returns Complete (every segment, in order), calls Stage.JudgeParts with their
-//     Submits and applies d.Verdict() to every segment: reject answers each with the status;
-//     otherwise all are forwarded, in order, as one message (same upstream bind);
-//  4. answers Added.Replaced (the same segment number sent again, say a client's retry) at once,
-//     with an error such as ESME_RSYSERR: it is no longer held and will not be forwarded;
-//  5. answers segments that Add refused: ErrTooLarge and ErrFull with ESME_RTHROTTLED (slow
-//     down); ErrBadSegment (segment number outside 1..total) may be treated as a single message;
-//  6. in ReassemblerConfig.Drop, answers every segment of a message that expired (Timeout after
-//     its first segment) or was evicted (bounds: MaxMessages, MaxParts, MaxBytes; the oldest
-//     goes first) with an error such as ESME_RSYSERR, and never forwards them unjudged, or a
-//     sender could pass the filter by letting messages expire. Drop runs on the goroutine that
-//     called Add or Expire, without the reassembler's lock;
-//  7. calls Expire(now) periodically (NextDeadline says when it is due) and Expire(math.MaxInt64)
-//     at shutdown so that every held segment is answered; Take(key) removes a message it refuses
-//     early (say a segment failed another stage) and returns the held segments to answer.
+//   - each segment is held (router Verdict.Hold) in a Reassembler, bounded in messages, segments
+//     and bytes, until its message is complete; then the text of all segments, in order, is
+//     judged once (Filter.CheckParts: user data of consecutive segments with the same data_coding
+//     is joined before decoding) and every segment is forwarded (m.Resume) or refused with the
+//     rule's status (m.Refuse);
+//   - a hold ends after ConcatConfig.Hold (default 1 s) even if segments are missing: a client
+//     with a window of 1 sends the next segment only after the previous one's answer. The
+//     segments present are judged together and forwarded or refused; their text is kept
+//     (KeepFor, same bounds), and every later segment is judged at once with the text before it:
+//     refused if that hits a reject rule, and then so is every later segment of the message;
+//   - a segment number sent twice: the newer one is held, the older answered ESME_RSYSERR; the
+//     bounds full: ESME_RTHROTTLED; a segment number outside 1..total: judged as a message alone;
+//   - Stage.Close (at shutdown, before the SMPP server drains) ends every hold the same way, so no
+//     segment waits unanswered; a segment is never forwarded unjudged.
 //
-// Holding answers has a cost the router must bound: the Timeout (30 s by default) must be shorter
-// than the clients' response timers, held segments occupy the client's window, and a client
-// that waits for each submit_sm_resp before sending the next segment (a window of 1) never sends
-// the rest: for such accounts, judge segments alone (JudgeSegments) instead of holding them.
+// Holding costs the client latency only when a message's segments do not arrive together; a
+// message whose segments all arrive within the hold waits for its last one only. Hold 0 holds
+// nothing and judges every segment with those before it.
 package content

@@ -36,7 +36,10 @@ type Config struct {
 	// too. Turn it off once the router judges reassembled messages with JudgeParts, so that a
 	// message is counted once.
 	JudgeSegments bool
-	Logger        *slog.Logger
+	// Concat, when enabled, judges concatenated messages on their whole text instead (see
+	// ConcatConfig); JudgeSegments is then ignored.
+	Concat ConcatConfig
+	Logger *slog.Logger
 	// Metrics receives the stage's metrics (nil: a private set).
 	Metrics *metrics.Set
 }

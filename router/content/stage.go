@@ -31,6 +31,8 @@ type Stage struct {
 
 	mu       sync.RWMutex
 	counters map[counterKey]*metrics.Counter // guarded by mu
+
+	concat *concat // nil unless Config.Concat.Enabled
 }
 
 type counterKey struct {
@@ -53,7 +55,27 @@ func NewStage(cfg Config) (*Stage, error) {
 	s.pass = s.counter(Pass, "none")
 	s.set.GetOrCreateGauge(`smppd_content_rules{kind="keyword"}`, func() float64 { return float64(f.Rules().Keywords()) })
 	s.set.GetOrCreateGauge(`smppd_content_rules{kind="regexp"}`, func() float64 { return float64(f.Rules().Regexps()) })
+	if cfg.Concat.Enabled {
+		if s.concat, err = newConcat(s, cfg.Concat, s.set); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// Start starts what ends the holds of concatenated messages (Config.Concat).
+func (s *Stage) Start() {
+	if s.concat != nil {
+		s.concat.start()
+	}
+}
+
+// Close ends every hold: held segments are judged as they are and forwarded or refused. Call
+// it after the SMPP server has drained and before the router closes.
+func (s *Stage) Close() {
+	if s.concat != nil {
+		s.concat.close()
+	}
 }
 
 // Name implements router.Stage.
@@ -67,6 +89,16 @@ func (s *Stage) Reload() error { return s.f.Load(s.cfg.Rules...) }
 
 // Process implements router.Stage.
 func (s *Stage) Process(m *router.Message) router.Verdict {
+	if s.concat != nil {
+		if c, ok := m.Submit.Concat(); ok && c.Total > 1 {
+			if m.Trace != nil {
+				m.Explain(StageName, "segment %d of %d: judged with the other segments of its message when sent; alone here", c.Seq, c.Total)
+				return s.judgeAlone(m)
+			}
+			return s.concat.process(m, c)
+		}
+		return s.judgeAlone(m)
+	}
 	if !s.cfg.JudgeSegments {
 		if c, ok := m.Submit.Concat(); ok {
 			if m.Trace != nil {
@@ -75,6 +107,11 @@ func (s *Stage) Process(m *router.Message) router.Verdict {
 			return router.Verdict{}
 		}
 	}
+	return s.judgeAlone(m)
+}
+
+// judgeAlone judges m on its own text.
+func (s *Stage) judgeAlone(m *router.Message) router.Verdict {
 	var d Decision
 	if text, c := TextOf(m, s.f.cfg.PackedGSM7); c.Text() {
 		d = s.f.Check(text)
