@@ -130,7 +130,10 @@ func (s *Stage) classify(m *router.Message) string {
 	case s.otp[id]:
 		return "account"
 	}
-	if len(s.templates) == 0 && !s.rawCode(&m.Submit) {
+	// A code in the undecoded payload is a code in the text and the reverse (digits are the same
+	// octets in every coding read here, and decoding keeps runs of them as they are).
+	code := s.rawCode(&m.Submit)
+	if len(s.templates) == 0 && !code {
 		return "" // no code in the text: no need to decode it
 	}
 	b := s.scratch.Get().(*buf)
@@ -138,6 +141,13 @@ func (s *Stage) classify(m *router.Message) string {
 	runes, _ := content.TextOf(m, false) // decoded once per message, shared with the content stage
 	b.text = b.text[:0]
 	for _, r := range runes {
+		if r < utf8.RuneSelf { // ASCII: most texts, and the digits
+			if 'A' <= r && r <= 'Z' {
+				r += 'a' - 'A'
+			}
+			b.text = append(b.text, byte(r))
+			continue
+		}
 		b.text = utf8.AppendRune(b.text, unicode.ToLower(r))
 	}
 	for _, re := range s.templates {
@@ -145,7 +155,7 @@ func (s *Stage) classify(m *router.Message) string {
 			return "template"
 		}
 	}
-	if s.hasCode(b.text) && s.hasKeyword(b.text) {
+	if code && s.hasKeyword(b.text) {
 		return "content"
 	}
 	return ""
