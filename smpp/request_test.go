@@ -3,6 +3,7 @@ package smpp
 import (
 	"bytes"
 	"errors"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -263,7 +264,11 @@ func TestRequestSessionClose(t *testing.T) {
 	}
 	h, _ := c.readPDU()
 	c.sendPDU(DeliverSMResp, h.Seq, nil) // the first is answered, then the ESME goes away
-	c.Close()
+	// Half-close: a full close with the other deliver_sms unread would send a RST, which may
+	// discard the answer before the server reads it.
+	if err := c.Conn.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case <-sess.Closed():
 	case <-time.After(waitTimeout):
