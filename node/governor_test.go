@@ -81,6 +81,8 @@ func TestGovernorAcrossNodes(t *testing.T) {
 		if r.Sent != 1200 || r.State != governor.StateWarn || r.Refusing || int(r.PPM) != 833 {
 			t.Fatalf("node %d after one complaint: %+v, want 1200 sent, 833 ppm, warn, not refusing", i+1, r)
 		}
+	}
+	for i, n := range nodes { // after every node was checked: these sends change the counts
 		e := dialESME(t, n.SMPPAddr(), "demo", "demo", 10)
 		if r := e.submit(gsm(fmt.Sprintf("+491701234%03d", i), "Summer sale: 20% off")); r.Status != smpp.StatusOK {
 			t.Fatalf("node %d refused under the limit: %v", i+1, r.Status)
