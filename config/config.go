@@ -103,6 +103,7 @@ type Protection struct {
 	BlockedStatus   StatusCode `yaml:"blocked_status"`   // answers a message to a blocked/complained/opted-out number
 	ComplaintBlocks bool       `yaml:"complaint_blocks"` // a complaint also blocklists the number for everyone
 	OptOutKeywords  []string   `yaml:"optout_keywords"`  // an MO starting with one opts its sender out of the address it replied to
+	OptOutReply     string     `yaml:"optout_reply"`     // "": none; else the text confirming an opt-out, sent from that address
 }
 
 // Governor configures the complaint-rate governor: complaints per million messages sent, per

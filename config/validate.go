@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -221,6 +222,8 @@ func (l *loader) validate(c *Config) {
 	l.check("content.max_held_messages", c.Content.MaxHeldMessages > 0, "must be positive, got %d", c.Content.MaxHeldMessages)
 	l.check("content.max_held_bytes", c.Content.MaxHeldBytes >= 64<<10, "must be at least 65536 (64 KiB), got %d", c.Content.MaxHeldBytes)
 	l.check("protection.blocked_status", c.Protection.BlockedStatus != 0, "must not be 0 (ESME_ROK)")
+	l.check("protection.optout_reply", utf8.RuneCountInString(c.Protection.OptOutReply) <= 1000,
+		"must be at most 1000 characters, got %d", utf8.RuneCountInString(c.Protection.OptOutReply))
 	if g := &c.Governor; g.Enabled {
 		l.positive("governor.bucket", g.Bucket)
 		l.check("governor.window", g.Window >= g.Bucket && (g.Bucket <= 0 || g.Window%g.Bucket == 0),

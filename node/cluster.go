@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -195,11 +196,25 @@ func (n *Node) startLeaderJobs() {
 }
 
 // optOut records an MO opt-out through the cluster (in the background: the MO is answered
-// already; a failure is logged, as the sender may send STOP again).
-func (n *Node) optOut(number uint64, sender, account string) {
+// already; a failure is logged, as the sender may send STOP again), then, with
+// protection.optout_reply set, confirms it to the number through the upstream the MO came from.
+func (n *Node) optOut(number uint64, mo *smpp.Submit, account, upstream string) {
 	rp := n.repl
 	if rp == nil {
 		return
+	}
+	sender := string(mo.DstAddr)
+	var reply []byte
+	if text := n.cfg.Protection.OptOutReply; text != "" {
+		// From the address the user wrote to, to the user: the confirmation is not subject to the
+		// opt-out it confirms, so it bypasses the pipeline.
+		parts, dc := smpp.EncodeText(text)
+		sub := smpp.Submit{SrcTON: mo.DstTON, SrcNPI: mo.DstNPI, SrcAddr: mo.DstAddr, DstTON: mo.SrcTON, DstNPI: mo.SrcNPI,
+			DstAddr: mo.SrcAddr, DataCoding: dc, ShortMessage: parts[0]}
+		if len(parts) > 1 { // a long reply goes whole in message_payload
+			sub.ShortMessage, sub.TLVs = nil, smpp.AppendTLV(nil, smpp.TagMessagePayload, bytes.Join(parts, nil))
+		}
+		reply = smpp.AppendSubmitPDU(nil, smpp.SubmitSM, 1, &sub)
 	}
 	now := time.Now().UnixMilli()
 	cmd := store.Command{Type: store.CmdOptOut, Time: now, Entries: []store.Entry{{
@@ -213,7 +228,55 @@ func (n *Node) optOut(number uint64, sender, account string) {
 			return
 		}
 		n.log.Info("opt-out recorded from MO", "sender", sender, "account", account)
+		if reply != nil {
+			n.confirmOptOut(upstream, reply)
+		}
 	}()
+}
+
+// confirmOptOut submits the opt-out confirmation on a bound client of upstream, retrying while
+// every bind is busy or down for up to cluster.apply_timeout; the outcome is counted in
+// smppd_mo_optout_replies_total{result}.
+func (n *Node) confirmOptOut(upstream string, pdu []byte) {
+	done := make(submitOutcome, 1)
+	deadline := time.Now().Add(time.Duration(n.cfg.Cluster.ApplyTimeout))
+	for {
+		for _, c := range n.upstreams[upstream] {
+			if c.Bound() && c.Submit(pdu, done) == nil {
+				o := <-done
+				result := "ok"
+				if o.err != nil || o.status != smpp.StatusOK {
+					result = "refused"
+					n.log.Warn("opt-out confirmation not accepted", "upstream", upstream, "status", o.status.String(), "err", o.err)
+				}
+				n.metrics.GetOrCreateCounter(`smppd_mo_optout_replies_total{result="` + result + `"}`).Inc()
+				return
+			}
+		}
+		select {
+		case <-n.repl.stop:
+		case <-time.After(50 * time.Millisecond):
+			if time.Now().Before(deadline) {
+				continue
+			}
+		}
+		n.log.Warn("opt-out confirmation not sent: no bind of the upstream took it", "upstream", upstream)
+		n.metrics.GetOrCreateCounter(`smppd_mo_optout_replies_total{result="not_sent"}`).Inc()
+		return
+	}
+}
+
+// submitOutcome is an smpp.Waiter that hands the outcome over.
+type submitOutcome chan struct {
+	status smpp.Status
+	err    error
+}
+
+func (w submitOutcome) SubmitDone(_ *smpp.Batch, st smpp.Status, _ []byte, err error) {
+	w <- struct {
+		status smpp.Status
+		err    error
+	}{st, err}
 }
 
 // announcement is the string a node announces as its version: its release and, after ";admin=",

@@ -154,8 +154,8 @@ func TestAdminTokenRequired(t *testing.T) {
 // TestMOOptOut: an MO "stop" to a short code opts its sender out of messages from that short
 // code (replicated like any entry); messages from other senders still go.
 func TestMOOptOut(t *testing.T) {
-	sim := startSim(t, smpptest.Config{})
-	n := startNode(t, sim, nil)
+	sim := startSim(t, smpptest.Config{Record: true})
+	n := startNode(t, sim, func(c *config.Config) { c.Protection.OptOutReply = "You will get no more messages from 12345." })
 	waitFor(t, "leader and upstream", 10*time.Second, func() bool { return n.Cluster().IsLeader() && n.Ready() })
 	mo := smpp.Submit{SrcTON: 1, SrcNPI: 1, SrcAddr: []byte("491511234567"), DstAddr: []byte("12345"), ShortMessage: []byte("Stop")}
 	if err := sim.SendMO("smppd", &mo); err != nil {
@@ -177,6 +177,24 @@ func TestMOOptOut(t *testing.T) {
 	}
 	if got := counter(n, `smppd_mo_optouts_total`); got != 1 {
 		t.Fatalf("smppd_mo_optouts_total = %v", got)
+	}
+	// The confirmation went to the user from the short code, although that pair is opted out.
+	waitFor(t, "confirmation sent", 5*time.Second, func() bool { return counter(n, `smppd_mo_optout_replies_total{result="ok"}`) == 1 })
+	var confirmations int
+	for _, pdu := range sim.Received() {
+		var s smpp.Submit
+		if err := smpp.ParseSubmit(pdu[smpp.HeaderLen:], &s); err != nil {
+			t.Fatal(err)
+		}
+		if string(s.SrcAddr) == "12345" && string(s.DstAddr) == "491511234567" && s.DstTON == 1 {
+			if string(s.ShortMessage) != "You will get no more messages from 12345." {
+				t.Fatalf("confirmation text %q", s.ShortMessage)
+			}
+			confirmations++
+		}
+	}
+	if confirmations != 1 {
+		t.Fatalf("%d confirmations at the SMSC, want 1", confirmations)
 	}
 }
 

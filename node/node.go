@@ -33,21 +33,22 @@ import (
 
 // Node is one running smppd.
 type Node struct {
-	cfg     *config.Config
-	log     *slog.Logger
-	metrics *metrics.Set
-	server  *smpp.Server
-	router  *router.Router
-	idmap   *router.MemIDMap
-	store   *store.Local
-	deliver *deliver.Service
-	repl    *replicated
-	retried *metrics.Counter // proposals tried again after a leadership change
-	peersMu sync.Mutex       // guards repl.peers
-	clients []*smpp.Client
-	pools   []*router.Pool
-	numbers *number.Stage  // nil when numbers.enabled is false
-	content *content.Stage // nil without content rule files
+	cfg       *config.Config
+	log       *slog.Logger
+	metrics   *metrics.Set
+	server    *smpp.Server
+	router    *router.Router
+	idmap     *router.MemIDMap
+	store     *store.Local
+	deliver   *deliver.Service
+	repl      *replicated
+	retried   *metrics.Counter // proposals tried again after a leadership change
+	peersMu   sync.Mutex       // guards repl.peers
+	clients   []*smpp.Client
+	upstreams map[string][]*smpp.Client // clients by upstream name
+	pools     []*router.Pool
+	numbers   *number.Stage  // nil when numbers.enabled is false
+	content   *content.Stage // nil without content rule files
 
 	smppLn, tlsLn, adminLn net.Listener
 	admin                  *http.Server
@@ -62,7 +63,7 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 	if log == nil {
 		log = slog.Default()
 	}
-	n := &Node{cfg: cfg, log: log, metrics: metrics.NewSet()}
+	n := &Node{cfg: cfg, log: log, metrics: metrics.NewSet(), upstreams: map[string][]*smpp.Client{}}
 	n.retried = n.metrics.NewCounter(`smppd_cluster_proposals_retried_total`)
 	if err := os.MkdirAll(cfg.Node.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("node.data_dir: %w", err)
@@ -96,6 +97,7 @@ func New(cfg *config.Config, log *slog.Logger, stages ...router.Stage) (*Node, e
 		byName[u.Name] = pool
 		n.pools = append(n.pools, pool)
 		n.clients = append(n.clients, clients...)
+		n.upstreams[u.Name] = clients
 	}
 
 	if cfg.Numbers.Enabled {

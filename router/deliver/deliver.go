@@ -38,9 +38,10 @@ type Config struct {
 	ExpireEvery time.Duration
 	// OptOutWords are first words of an MO that opt its sender out of messages from the address
 	// it was sent to (STOP, 退订, ...; any case). OnOptOut is told each one, once the MO is
-	// stored or refused; it must not block.
+	// stored or refused, with the MO (valid only during the call) and the upstream it came
+	// from; it must not block.
 	OptOutWords []string
-	OnOptOut    func(number uint64, sender, account string)
+	OnOptOut    func(number uint64, mo *smpp.Submit, account, upstream string)
 	// OutboxTTL is the store's outbox TTL: older items are not sent (they are being expired).
 	OutboxTTL time.Duration
 	// Window bounds, per receiver session of an account, the deliver_sm answered whose removal
@@ -613,7 +614,7 @@ func (op *receiptOp) finish(err error) {
 	if op.optOut && s.cfg.OnOptOut != nil {
 		if num := smpp.AddrNumber(op.sub.SrcAddr); num != 0 {
 			s.optOuts.Inc()
-			s.cfg.OnOptOut(num, string(op.sub.DstAddr), op.account)
+			s.cfg.OnOptOut(num, &op.sub, op.account, op.upstream)
 		}
 	}
 	op.answer(op.status)
