@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -260,10 +262,26 @@ func TestFailover(t *testing.T) {
 // TestConcatSameBindInOrder: all segments of each concatenated message leave on one upstream
 // bind, in order, while single messages spread over the binds.
 func TestConcatSameBindInOrder(t *testing.T) {
+	t.Run("content off", func(t *testing.T) { testConcatSameBind(t, false) })
+	// With the content stage every segment is held until its message is complete, then all are
+	// released at once: still one bind per message, every segment answered, none lost.
+	t.Run("content on", func(t *testing.T) { testConcatSameBind(t, true) })
+}
+
+func testConcatSameBind(t *testing.T, content bool) {
 	sim := startSim(t, smpptest.Config{Record: true})
+	rules := filepath.Join(t.TempDir(), "spam.rules")
+	if err := os.WriteFile(rules, []byte("spam reject free money\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// Upstream windows of 8: the policy stays on a bind only within a quarter of its window of the
 	// idlest, so 16 submits in flight must spread.
-	n := startNode(t, sim, func(c *config.Config) { c.Upstreams[0].Binds, c.Upstreams[0].Window = 4, 8 })
+	n := startNode(t, sim, func(c *config.Config) {
+		c.Upstreams[0].Binds, c.Upstreams[0].Window = 4, 8
+		if content {
+			c.Content.RuleFiles, c.Content.Hold = []string{rules}, config.Duration(10*time.Second)
+		}
+	})
 	waitFor(t, "4 binds", 5*time.Second, func() bool { return sim.Binds() == 4 })
 	var wg sync.WaitGroup
 	const msgs, parts = 20, 4
