@@ -185,14 +185,46 @@ func (n *Node) startLeaderJobs() {
 			}
 			if rp.raft.IsLeader() && time.Since(lastExpire) >= every {
 				lastExpire = time.Now()
-				now := lastExpire.UnixMilli()
-				cmd := store.Command{Type: store.CmdExpire, Time: now, Cutoff: now}
-				if _, err := rp.raft.Apply(cmd.Marshal()); err != nil && !errors.Is(err, cluster.ErrNotLeader) {
-					n.log.Warn("expiry proposal failed", "err", err)
-				}
+				n.expire(lastExpire.UnixMilli())
 			}
 		}
 	}()
+}
+
+// expire removes the entries due at now (unix ms), the leader's clock carried in the commands:
+// in steps of store.MaxExpireItems (CmdExpireSome), so a million entries that expire together
+// do not become one huge batch that stalls every node's Apply; with a member older than the
+// release that knows CmdExpireSome, in one CmdExpire as before.
+func (n *Node) expire(now int64) {
+	rp := n.repl
+	if next, ok, err := rp.fsm.NextExpiry(); err == nil && (!ok || next > now) {
+		return // nothing due: no log entry
+	}
+	cmd := store.Command{Type: store.CmdExpireSome, Time: now, Cutoff: now, Limit: store.MaxExpireItems}
+	if n.supported(store.CmdExpireSome) != nil {
+		cmd = store.Command{Type: store.CmdExpire, Time: now, Cutoff: now}
+	}
+	b := cmd.Marshal()
+	for {
+		res, err := rp.raft.Apply(b)
+		if err != nil {
+			if !errors.Is(err, cluster.ErrNotLeader) {
+				n.log.Warn("expiry proposal failed", "err", err)
+			}
+			return
+		}
+		ar, _ := res.(store.ApplyResult)
+		n.metrics.GetOrCreateCounter(`smppd_cluster_expiry_commands_total`).Inc()
+		n.metrics.GetOrCreateCounter(`smppd_cluster_expired_total`).Add(ar.Removed)
+		if cmd.Type == store.CmdExpire || ar.Removed < cmd.Limit || ar.Err != nil {
+			return
+		}
+		select {
+		case <-rp.stop:
+			return
+		default:
+		}
+	}
 }
 
 // optOut records an MO opt-out through the cluster (in the background: the MO is answered
@@ -302,6 +334,7 @@ func parseAnnouncement(s string) (release, admin string) {
 // are not listed: every node that can be in a cluster with this one knows them.
 var commandSince = map[store.CmdType]string{
 	store.CmdSentCounts: "0.5.0",
+	store.CmdExpireSome: "0.5.0",
 }
 
 // supported reports, for a command of type t, the first member that does not run a release

@@ -567,3 +567,44 @@ func TestRestartedFollowerCatchesUp(t *testing.T) {
 	_, idx := waitSameState(t, append(slices.Clone(others), f2), 30*time.Second)
 	t.Logf("stopped at index %d, the others snapshotted at %d; all 3 have the same state at index %d", fLast, snap, idx)
 }
+
+// TestTimedEntriesExpire: entries imported with a TTL leave every node's state when it passes,
+// removed by the leader in bounded steps (store.MaxExpireItems per command); an entry without a
+// TTL stays, and all nodes end with the same state.
+func TestTimedEntriesExpire(t *testing.T) {
+	sim := startSim(t, smpptest.Config{})
+	nodes := startCluster(t, sim, 3, func(_ int, c *config.Config) {
+		c.Cluster.ExpireInterval = config.Duration(100 * time.Millisecond)
+	})
+	const timed = 2*store.MaxExpireItems + 500
+	var csv strings.Builder
+	for i := range timed {
+		fmt.Fprintf(&csv, "%d\n", 4917000000000+i)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+nodes[1].AdminAddr()+"/api/v1/blocklist/import?ttl=2s", strings.NewReader(csv.String()))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("import: %d", resp.StatusCode)
+	}
+	if code, out := adminPost(t, nodes[0], "/api/v1/blocklist", "", map[string]any{"numbers": []string{"4915112345678"}}); code != 200 {
+		t.Fatalf("add: %d %v", code, out)
+	}
+	for _, n := range nodes {
+		waitFor(t, "timed entries expired", 30*time.Second, func() bool { return n.Index().Len() == 1 })
+		if !n.Index().Check(4915112345678, "demo", "").Has(store.KindBlock) {
+			t.Fatal("the entry without a TTL expired")
+		}
+	}
+	leader := leaderOf(nodes)
+	if got := counter(leader, `smppd_cluster_expired_total`); got != timed {
+		t.Fatalf("leader expired %v entries, want %d", got, timed)
+	}
+	if got := counter(leader, `smppd_cluster_expiry_commands_total`); got < 3 {
+		t.Fatalf("%v expiry commands, want at least 3 (at most %d entries each)", got, store.MaxExpireItems)
+	}
+	waitSameState(t, nodes, 30*time.Second)
+}

@@ -28,6 +28,7 @@ const (
 	CmdOptOutRemove CmdType = 5 // Keys of KindOptOut: removed (the user opted back in)
 	CmdExpire       CmdType = 6 // remove every entry with 0 < Expires <= Cutoff
 	CmdSentCounts   CmdType = 7 // Counts sent by reporter NodeID (absolute: max wins); prune buckets < Cutoff
+	CmdExpireSome   CmdType = 8 // remove at most Limit entries with 0 < Expires <= Cutoff, the earliest first
 
 	CmdNodeVersion = CmdOptional | 1 // NodeID runs Version (rolling upgrades)
 )
@@ -51,6 +52,8 @@ func (t CmdType) String() string {
 		return "expire"
 	case CmdSentCounts:
 		return "sent_counts"
+	case CmdExpireSome:
+		return "expire_some"
 	case CmdNodeVersion:
 		return "node_version"
 	}
@@ -59,7 +62,7 @@ func (t CmdType) String() string {
 
 func (t CmdType) known() bool {
 	switch t {
-	case CmdBlockAdd, CmdBlockRemove, CmdComplaint, CmdOptOut, CmdOptOutRemove, CmdExpire, CmdSentCounts, CmdNodeVersion:
+	case CmdBlockAdd, CmdBlockRemove, CmdComplaint, CmdOptOut, CmdOptOutRemove, CmdExpire, CmdSentCounts, CmdExpireSome, CmdNodeVersion:
 		return true
 	}
 	return false
@@ -77,6 +80,7 @@ const CommandVersion = 1
 // the same log entry differently.
 const (
 	MaxCommandItems = 1000                // entries, keys or counts per command; proposers split larger sets
+	MaxExpireItems  = 10_000              // entries one CmdExpireSome removes at most
 	MaxFieldLen     = 1024                // bytes of any string field
 	MaxNumber       = 999_999_999_999_999 // E.164: at most 15 digits
 )
@@ -104,9 +108,10 @@ type Command struct {
 	Entries []Entry     // CmdBlockAdd, CmdComplaint, CmdOptOut
 	Keys    []Key       // CmdBlockRemove, CmdOptOutRemove
 	Counts  []SentCount // CmdSentCounts: the reporter's absolute counts
-	// CmdExpire: entries with 0 < Expires <= Cutoff are removed. CmdSentCounts: counters of
-	// buckets before Cutoff are removed (0: none), after Counts are applied.
+	// CmdExpire, CmdExpireSome: entries with 0 < Expires <= Cutoff are removed. CmdSentCounts:
+	// counters of buckets before Cutoff are removed (0: none), after Counts are applied.
 	Cutoff  int64
+	Limit   int    // CmdExpireSome: at most this many entries are removed (1..MaxExpireItems)
 	NodeID  string // CmdNodeVersion; CmdSentCounts: the reporter (node id and boot time, "n1@1764110000000")
 	Version string // CmdNodeVersion: the node's release
 }
@@ -118,6 +123,7 @@ type Command struct {
 //	          created(uvarint) expires(uvarint) }
 //	keys:     count(uvarint) { number(uvarint) kind(1) account sender }
 //	expire:   cutoff(uvarint)
+//	expire_some: cutoff(uvarint) limit(uvarint)
 //	node:     node_id version
 //	sent:     node_id cutoff(uvarint) count(uvarint) { bucket(uvarint) account channel sent(uvarint) }
 //
@@ -154,6 +160,8 @@ func (c *Command) Marshal() []byte {
 		}
 	case c.Type == CmdExpire:
 		b = binary.AppendUvarint(b, uint64(c.Cutoff))
+	case c.Type == CmdExpireSome:
+		b = binary.AppendUvarint(binary.AppendUvarint(b, uint64(c.Cutoff)), uint64(c.Limit))
 	case c.Type == CmdNodeVersion:
 		b = appendString(appendString(b, c.NodeID), c.Version)
 	case c.Type == CmdSentCounts:
@@ -237,6 +245,14 @@ func UnmarshalCommand(b []byte) (Command, error) {
 	case c.Type == CmdExpire:
 		where = "cutoff"
 		c.Cutoff = int64(d.uvarint())
+	case c.Type == CmdExpireSome:
+		where = "cutoff and limit"
+		c.Cutoff = int64(d.uvarint())
+		if l := d.uvarint(); l <= MaxExpireItems { // larger: invalid, and must not overflow int
+			c.Limit = int(l)
+		} else {
+			c.Limit = MaxExpireItems + 1
+		}
 	case c.Type == CmdNodeVersion:
 		where = "node version"
 		c.NodeID, c.Version = d.str(""), d.str("")
@@ -288,7 +304,8 @@ func (c *Command) Validate() error {
 		return bad("time %d: the proposer's unix ms time is required", c.Time)
 	}
 	if !c.Type.hasEntries() && len(c.Entries) > 0 || !c.Type.hasKeys() && len(c.Keys) > 0 ||
-		c.Type != CmdSentCounts && len(c.Counts) > 0 || c.Type != CmdExpire && c.Type != CmdSentCounts && c.Cutoff != 0 ||
+		c.Type != CmdSentCounts && len(c.Counts) > 0 || c.Type != CmdExpireSome && c.Limit != 0 ||
+		c.Type != CmdExpire && c.Type != CmdExpireSome && c.Type != CmdSentCounts && c.Cutoff != 0 ||
 		c.Type != CmdNodeVersion && c.Version != "" || c.Type != CmdNodeVersion && c.Type != CmdSentCounts && c.NodeID != "" {
 		return bad("fields of another command type are set")
 	}
@@ -321,6 +338,13 @@ func (c *Command) Validate() error {
 	case c.Type == CmdExpire:
 		if c.Cutoff <= 0 {
 			return bad("cutoff %d: must be positive", c.Cutoff)
+		}
+	case c.Type == CmdExpireSome:
+		if c.Cutoff <= 0 {
+			return bad("cutoff %d: must be positive", c.Cutoff)
+		}
+		if c.Limit < 1 || c.Limit > MaxExpireItems {
+			return bad("limit %d: must be 1..%d", c.Limit, MaxExpireItems)
 		}
 	case c.Type == CmdNodeVersion:
 		if c.NodeID == "" || len(c.NodeID) > MaxFieldLen || len(c.Version) > MaxFieldLen {

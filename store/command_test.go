@@ -51,6 +51,7 @@ var goldenCommands = []struct {
 			{Bucket: 1_764_115_800_000, Account: "acme", Channel: "tmobile-de", Sent: 37},
 			{Bucket: 1_764_115_860_000, Channel: "orange-fr", Sent: 5},
 		}}, true},
+	{"expire_some.v1.bin", Command{Type: CmdExpireSome, Time: 1_764_116_000_000, Cutoff: 1_764_116_000_000, Limit: 10_000}, true},
 }
 
 func TestCommandGolden(t *testing.T) {
@@ -146,7 +147,7 @@ func TestUnmarshalCommandErrors(t *testing.T) {
 		msg      string
 	}{
 		{"empty", nil, ErrMalformedCommand, false, "empty"},
-		{"unknown required type", []byte{0x08, 1, 1}, ErrUnknownCommand, false, "0x8"},
+		{"unknown required type", []byte{0x09, 1, 1}, ErrUnknownCommand, false, "0x9"},
 		{"unknown optional type", []byte{0x85, 1, 1, 0xde, 0xad}, ErrUnknownCommand, true, "optional: true"},
 		{"no payload version", []byte{byte(CmdBlockAdd)}, ErrMalformedCommand, false, "no payload version"},
 		{"payload version 0", []byte{byte(CmdExpire), 0, 1, 1}, ErrMalformedCommand, false, "version 0"},
@@ -206,6 +207,10 @@ func TestCommandValidate(t *testing.T) {
 		c    Command
 		msg  string // "" = valid
 	}{
+		{"expire_some without limit", Command{Type: CmdExpireSome, Time: 1, Cutoff: 5}, "limit 0"},
+		{"expire_some over the limit", Command{Type: CmdExpireSome, Time: 1, Cutoff: 5, Limit: MaxExpireItems + 1}, "limit 10001"},
+		{"expire_some without cutoff", Command{Type: CmdExpireSome, Time: 1, Limit: 5}, "cutoff 0"},
+		{"limit on another type", Command{Type: CmdExpire, Time: 1, Cutoff: 5, Limit: 5}, "another command type"},
 		{"valid sent counts", sc(okCount, SentCount{Channel: "c"}), ""},
 		{"sent counts with a cutoff", withCutoff(sc(okCount), 1_764_000_000_000), ""},
 		{"sent counts, max items", sc(manyCounts[:MaxCommandItems]...), ""},

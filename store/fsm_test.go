@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -369,7 +370,7 @@ func TestFSMUnknownCommands(t *testing.T) {
 		data []byte
 		msg  string // "" = skipped
 	}{
-		{"unknown required type", []byte{0x08, 1, 1, 2, 3}, "upgrade it"},
+		{"unknown required type", []byte{0x09, 1, 1, 2, 3}, "upgrade it"},
 		{"required type, newer payload", []byte{byte(CmdBlockAdd), CommandVersion + 1, 1}, "newer than this release"},
 		{"required type, garbage", []byte{byte(CmdBlockAdd), 1, 1, 5}, "malformed"},
 		{"unknown optional type", []byte{0x87, 1, 1, 0xff, 0xff}, ""},
@@ -411,7 +412,7 @@ func TestFSMUnknownCommands(t *testing.T) {
 				t.Fatal("no panic")
 			}
 		}()
-		f.ApplyBatch([]*raft.Log{cmdLog(index, add(blk(50, "", "", 0))), {Index: index + 1, Type: raft.LogCommand, Data: []byte{0x08, 1}}})
+		f.ApplyBatch([]*raft.Log{cmdLog(index, add(blk(50, "", "", 0))), {Index: index + 1, Type: raft.LogCommand, Data: []byte{0x09, 1}}})
 	}()
 	applyCmd(t, f, index, add(blk(51, "", "", 0)))
 	if _, ok, _ := f.Get(Key{Number: 50, Kind: KindBlock}); ok {
@@ -467,8 +468,10 @@ func fsmScript(seed uint64, n int) []*raft.Log {
 			for range 1 + rng.IntN(5) {
 				c.Keys = append(c.Keys, Key{Number: num(), Kind: KindOptOut, Scope: Scope{Sender: "S" + accts[rng.IntN(4)]}})
 			}
-		case r < 17:
+		case r < 16:
 			c = Command{Type: CmdExpire, Time: now, Cutoff: t0 + int64(rng.IntN(1000))}
+		case r < 17:
+			c = Command{Type: CmdExpireSome, Time: now, Cutoff: t0 + int64(rng.IntN(1000)), Limit: 1 + rng.IntN(8)}
 		case r < 18:
 			c = Command{Type: CmdNodeVersion, Time: now, NodeID: fmt.Sprintf("n%d", rng.IntN(3)), Version: fmt.Sprintf("v1.%d", rng.IntN(5))}
 		case r < 19:
@@ -604,6 +607,22 @@ func (m *model) apply(l *raft.Log) {
 			if e.Expires != 0 && e.Expires <= c.Cutoff {
 				delete(m.entries, k)
 			}
+		}
+	case CmdExpireSome: // the Limit first in expiry index order: expiry time, then entry key
+		var due []Entry
+		for _, e := range m.entries {
+			if e.Expires != 0 && e.Expires <= c.Cutoff {
+				due = append(due, e)
+			}
+		}
+		slices.SortFunc(due, func(a, b Entry) int {
+			if a.Expires != b.Expires {
+				return cmp.Compare(a.Expires, b.Expires)
+			}
+			return bytes.Compare(appendEntryKey(nil, a.Key), appendEntryKey(nil, b.Key))
+		})
+		for _, e := range due[:min(len(due), c.Limit)] {
+			delete(m.entries, e.Key)
 		}
 	case CmdNodeVersion:
 		m.nodes[c.NodeID] = c.Version
@@ -982,12 +1001,15 @@ func TestFSMReads(t *testing.T) {
 
 // goldenSnapshotLogs builds the state of a golden snapshot: fsm.v1.snap (format 1, no sent
 // counters) is the state of the golden commands before the first sent_counts, fsm.v2.snap
-// (format 2) that of them all.
+// (format 2) that of them all but expire_some (added after the snapshots were written).
 func goldenSnapshotLogs(counters bool) []*raft.Log {
 	var logs []*raft.Log
 	for _, g := range goldenCommands {
 		if g.cmd.Type == CmdSentCounts && !counters {
 			break
+		}
+		if g.cmd.Type == CmdExpireSome {
+			continue
 		}
 		logs = append(logs, cmdLog(uint64(len(logs)+1), g.cmd))
 	}
@@ -1371,4 +1393,62 @@ func BenchmarkReplicated(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N*MaxCommandItems)/b.Elapsed().Seconds(), "numbers/s")
 	c.converge(2)
+}
+
+// TestFSMExpireSome: CmdExpireSome removes at most Limit of the due entries, earliest expiry
+// first, so a leader expires a large set in bounded steps; entries not yet due stay.
+func TestFSMExpireSome(t *testing.T) {
+	x := NewIndex()
+	defer x.Close()
+	f := openFSM(t, t.TempDir(), x, false)
+	var es []Entry
+	for i := range 25 {
+		es = append(es, blk(uint64(4915100000000+i), "", "", t0+int64(25-i))) // later numbers expire first
+	}
+	es = append(es, blk(4915100009999, "", "", t0+1000)) // not due
+	f.Apply(cmdLog(1, add(es...)))
+	some := func(index uint64) ApplyResult {
+		res, _ := f.Apply(cmdLog(index, Command{Type: CmdExpireSome, Time: t0 + 100, Cutoff: t0 + 100, Limit: 10})).(ApplyResult)
+		return res
+	}
+	if r := some(2); r.Removed != 10 || r.Err != nil {
+		t.Fatalf("first step: %+v, want 10 removed", r)
+	}
+	// The earliest expiries went first: numbers 15..24 (expiring at t0+1..t0+10).
+	for i := range 25 {
+		_, found, err := f.Get(Key{Number: uint64(4915100000000 + i), Kind: KindBlock})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := i < 15; found != want {
+			t.Fatalf("number %d present %v after the first step, want %v", i, found, want)
+		}
+	}
+	if r := some(3); r.Removed != 10 {
+		t.Fatalf("second step: %+v", r)
+	}
+	if r := some(4); r.Removed != 5 {
+		t.Fatalf("third step: %+v, want the last 5", r)
+	}
+	if r := some(5); r.Removed != 0 {
+		t.Fatalf("nothing left due: %+v", r)
+	}
+	if x.Len() != 1 || !x.Check(4915100009999, "", "").Has(KindBlock) {
+		t.Fatalf("index holds %d, want only the entry not yet due", x.Len())
+	}
+}
+
+func TestFSMNextExpiry(t *testing.T) {
+	f := openFSM(t, t.TempDir(), nil, false)
+	if _, ok, err := f.NextExpiry(); ok || err != nil {
+		t.Fatalf("empty state: %v %v", ok, err)
+	}
+	f.Apply(cmdLog(1, add(blk(100, "", "", 0), blk(200, "", "", t0+50), blk(300, "", "", t0+20))))
+	if at, ok, err := f.NextExpiry(); !ok || err != nil || at != t0+20 {
+		t.Fatalf("NextExpiry = %d %v %v, want %d", at, ok, err, t0+20)
+	}
+	f.Apply(cmdLog(2, expire(t0+30)))
+	if at, ok, _ := f.NextExpiry(); !ok || at != t0+50 {
+		t.Fatalf("after expiring the first: %d %v", at, ok)
+	}
 }
