@@ -37,19 +37,24 @@ type replicated struct {
 	closeMu sync.Once
 }
 
-// indexers hands the FSM's changes to several Indexers (the hot-path index, the governor).
-type indexers []store.Indexer
+// indexers hands the FSM's changes to the hot-path index and the governor; a new state is read
+// once for both.
+type indexers struct {
+	index *store.Index
+	gov   *governor.Governor
+}
 
 func (x indexers) Update(upserts []store.Entry, deletes []store.Key) {
-	for _, i := range x {
-		i.Update(upserts, deletes)
-	}
+	x.index.Update(upserts, deletes)
+	x.gov.Update(upserts, deletes)
 }
 
 func (x indexers) Reset(all func(yield func(store.Entry) bool)) {
-	for _, i := range x {
-		i.Reset(all)
-	}
+	observe, done := x.gov.ResetObserver()
+	x.index.Reset(func(yield func(store.Entry) bool) {
+		all(func(e store.Entry) bool { observe(e); return yield(e) })
+	})
+	done()
 }
 
 // openCluster opens the replicated state under data_dir/raft and starts Raft.
@@ -64,7 +69,7 @@ func (n *Node) openCluster() error {
 			rp.index.Close()
 			return fmt.Errorf("governor: %w", err)
 		}
-		ix = indexers{rp.index, rp.gov}
+		ix = indexers{index: rp.index, gov: rp.gov}
 	}
 	// ComplaintBlocks stays off in the FSM: what Apply writes must not depend on a node's own
 	// config. The proposer adds the block entries instead (protection.complaint_blocks), so

@@ -10,6 +10,7 @@ import (
 	"github.com/smppd/smppd/router/governor"
 	"github.com/smppd/smppd/smpp"
 	"github.com/smppd/smppd/smpp/smpptest"
+	"github.com/smppd/smppd/store"
 )
 
 // governorRow returns node n's governor row of level for account/channel from its status API.
@@ -107,5 +108,32 @@ func TestGovernorAcrossNodes(t *testing.T) {
 		if got := counter(n, `smppd_governor_state{system_id="demo",upstream="sim"}`); got != 2 {
 			t.Fatalf("node %d: smppd_governor_state = %v, want 2 (limit)", i+1, got)
 		}
+	}
+}
+
+// TestGovernorComplaintsAfterRestart: a restarted node reads the complaints back from its state
+// (one pass for the index and the governor) and its rates count them.
+func TestGovernorComplaintsAfterRestart(t *testing.T) {
+	sim := startSim(t, smpptest.Config{})
+	dir := t.TempDir()
+	start := func() *Node {
+		n := startNode(t, sim, func(c *config.Config) { c.Node.DataDir = dir })
+		waitFor(t, "leader", 10*time.Second, n.Cluster().IsLeader)
+		return n
+	}
+	n := start()
+	if code, out := adminPost(t, n, "/api/v1/complaints", "", map[string]any{"number": "+4915100000001", "account": "demo", "upstream": "sim"}); code != 200 {
+		t.Fatalf("complaint: %d %v", code, out)
+	}
+	if err := n.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	n = start()
+	waitFor(t, "complaint counted after the restart", 5*time.Second, func() bool {
+		r, _ := governorRow(t, n, governor.LevelPair, "demo", "sim")
+		return r.Complaints == 1 && r.Refusing
+	})
+	if !n.Index().Check(4915100000001, "demo", "").Has(store.KindComplaint) {
+		t.Fatal("the index lost the complaint")
 	}
 }

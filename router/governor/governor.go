@@ -292,16 +292,24 @@ func (g *Governor) add(k pair) {
 
 // Reset implements store.Indexer: it keeps the complaint records of the whole state.
 func (g *Governor) Reset(all func(yield func(store.Entry) bool)) {
+	observe, done := g.ResetObserver()
+	all(func(e store.Entry) bool { observe(e); return true })
+	done()
+}
+
+// ResetObserver is Reset for a caller that reads the state for another Indexer anyway (one pass
+// for both): observe every entry of the new state, then call done.
+func (g *Governor) ResetObserver() (observe func(store.Entry), done func()) {
 	next := map[store.Key]complaint{}
-	all(func(e store.Entry) bool {
-		if e.Kind == store.KindComplaint {
-			next[e.Key] = complaint{e.Scope.Account, e.Upstream, e.Created}
+	return func(e store.Entry) {
+			if e.Kind == store.KindComplaint {
+				next[e.Key] = complaint{e.Scope.Account, e.Upstream, e.Created}
+			}
+		}, func() {
+			g.cmu.Lock()
+			g.complaints = next
+			g.cmu.Unlock()
 		}
-		return true
-	})
-	g.cmu.Lock()
-	g.complaints = next
-	g.cmu.Unlock()
 }
 
 // Update implements store.Indexer.
