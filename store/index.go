@@ -77,9 +77,11 @@ type Index struct {
 // amortised, each changed number costs mergeDiv base entries of background work. A new d0 has
 // room for that many numbers (capped by deltaMax: 32 MB of slots, only touched as it fills), so
 // that it fills up, is frozen and doubles only when a merge is slower than the updates.
+// mergeDiv 4 (was 16): a 3-node bulk import on 2 cores spent 28 % of its CPU in merges; with 4,
+// 14 %, and 300k -> 345k-356k numbers/s; a miss still costs one bloom word more (16 ns with 10M).
 const (
-	defaultMergeMin = 1 << 16
-	mergeDiv        = 16
+	defaultMergeMin = 1 << 18
+	mergeDiv        = 4
 	defaultDeltaMax = 1 << 20
 )
 
