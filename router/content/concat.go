@@ -166,6 +166,9 @@ func (c *concat) process(m *router.Message, seg smpp.Concat) router.Verdict {
 		added.Replaced.Refuse(smpp.StatusSysErr, "concat_segment_repeated")
 	}
 	if added.Complete == nil {
+		if c.closed.Load() { // close ran its last Expire while this segment was being added
+			c.r.Expire(1<<63 - 1)
+		}
 		return router.Verdict{Hold: true, Rule: "concat_hold"}
 	}
 	subs := make([]*smpp.Submit, len(added.Complete))
