@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -227,6 +228,16 @@ func (n *Node) complaintAdd(r *http.Request) (any, error) {
 	req, nums, err := decodeEntryRequest(r)
 	if err != nil {
 		return nil, err
+	}
+	// The upstream is the channel the complaint counts against (the governor's rates): a name
+	// no upstream has would count for no channel, and grow the metrics with a label of its own.
+	if _, ok := n.upstreams[req.Upstream]; req.Upstream != "" && !ok {
+		names := make([]string, 0, len(n.upstreams))
+		for name := range n.upstreams {
+			names = append(names, name)
+		}
+		slices.Sort(names)
+		return nil, badRequest("upstream: %q is not a configured upstream (%s)", req.Upstream, strings.Join(names, ", "))
 	}
 	now := time.Now().UnixMilli()
 	out, err := n.proposeEntries(store.CmdComplaint, req.entries(store.KindComplaint, nums, now, source(r)))

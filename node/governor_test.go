@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,6 +123,10 @@ func TestGovernorComplaintsAfterRestart(t *testing.T) {
 		return n
 	}
 	n := start()
+	if code, out := adminPost(t, n, "/api/v1/complaints", "", map[string]any{"number": "+4915100000001", "account": "demo", "upstream": "sim "}); code != 400 ||
+		!strings.Contains(fmt.Sprint(out["error"]), `upstream: "sim " is not a configured upstream (sim)`) {
+		t.Fatalf("complaint naming no upstream: %d %v, want 400 naming the field", code, out)
+	}
 	if code, out := adminPost(t, n, "/api/v1/complaints", "", map[string]any{"number": "+4915100000001", "account": "demo", "upstream": "sim"}); code != 200 {
 		t.Fatalf("complaint: %d %v", code, out)
 	}

@@ -144,7 +144,7 @@ func entryWrite(name, path string, args []string, withUpstream bool) error {
 	ttl := fs.String("ttl", "", "expire after this long, e.g. 720h (default: never)")
 	var upstream *string
 	if withUpstream {
-		upstream = fs.String("upstream", "", "the channel the complaint came through")
+		upstream = fs.String("upstream", "", "the upstream (its name in the config) the complaint came through; counts toward its complaint rate")
 	}
 	nums := parseInterleaved(fs, args)
 	if len(nums) == 0 {
