@@ -22,8 +22,8 @@ import (
 )
 
 // newClusterDaemons writes the configs of a size-node cluster (all initial members) in front of
-// the simulator at simAddr.
-func newClusterDaemons(t *testing.T, simAddr string, size int) []*daemon {
+// the simulator at simAddr; extra cluster keys ("snapshot_threshold: 16, ...") go in every one.
+func newClusterDaemons(t *testing.T, simAddr string, size int, extra ...string) []*daemon {
 	ds := make([]*daemon, size)
 	var peers []string
 	for i := range ds {
@@ -34,19 +34,122 @@ func newClusterDaemons(t *testing.T, simAddr string, size int) []*daemon {
 		d.cfgPath = filepath.Join(t.TempDir(), "smppd.yaml")
 		cfg := fmt.Sprintf(`node: {id: %d, data_dir: %q}
 listen: {smpp: %q, admin: %q}
-cluster: {node_id: n%d, raft_addr: %q, peers: [%s]}
+cluster: {node_id: n%d, raft_addr: %q, peers: [%s]%s}
 upstreams:
   - {name: sim, address: %q, system_id: smppd, password: smppd, binds: 2, window: 100, reconnect_min: 20ms, reconnect_max: 200ms}
 accounts:
   - {system_id: demo, password: demo, upstream: sim, window: 100}
 log: {level: warn}
-`, i+1, d.dataDir, d.smppAddr, d.admin, i+1, d.raft, strings.Join(peers, ", "), simAddr)
+`, i+1, d.dataDir, d.smppAddr, d.admin, i+1, d.raft, strings.Join(peers, ", "), extraKeys(extra), simAddr)
 		if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(d.kill)
 	}
 	return ds
+}
+
+func extraKeys(extra []string) string {
+	if len(extra) == 0 {
+		return ""
+	}
+	return ", " + strings.Join(extra, ", ")
+}
+
+// TestFourthNodeJoinsBySnapshot: three smppd processes whose logs were truncated behind a
+// snapshot; a fourth process, started to wait for a join and joined through a member's admin
+// API, catches up by installing the leader's snapshot (it takes none of its own) and enforces
+// every entry.
+func TestFourthNodeJoinsBySnapshot(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process cluster test; run without -short")
+	}
+	sim, err := smpptest.Start(smpptest.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	ds := newClusterDaemons(t, sim.Addr(), 4, "snapshot_threshold: 16", "snapshot_interval: 50ms", "trailing_logs: 4")
+	n4 := ds[3]
+	// n4 is not an initial member: it waits to be joined, and never snapshots by itself.
+	cfg := fmt.Sprintf(`node: {id: 4, data_dir: %q}
+listen: {smpp: %q, admin: %q}
+cluster: {node_id: n4, raft_addr: %q, bootstrap: false, snapshot_threshold: 1000000000, peers: []}
+upstreams:
+  - {name: sim, address: %q, system_id: smppd, password: smppd, binds: 1, window: 10}
+accounts:
+  - {system_id: demo, password: demo, upstream: sim}
+log: {level: warn}
+`, n4.dataDir, n4.smppAddr, n4.admin, n4.raft, sim.Addr())
+	if err := os.WriteFile(n4.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	members := ds[:3]
+	for _, d := range members {
+		d.startAsync()
+	}
+	for _, d := range members {
+		d.waitReady()
+	}
+	smpptest.WaitFor(t, "a leader", 20*time.Second, func() bool { return leader(members) != nil })
+	var all []uint64
+	for i := range 40 { // 40 log entries: past the threshold, snapshots truncate the logs
+		var nums []uint64
+		for j := range 100 {
+			nums = append(nums, uint64(4915200000000+i*100+j))
+		}
+		if !members[i%3].blockNumbers(nums) {
+			t.Fatalf("write %d failed", i)
+		}
+		all = append(all, nums...)
+	}
+	snaps := func(d *daemon) int {
+		es, _ := os.ReadDir(filepath.Join(d.dataDir, "raft", "snapshots"))
+		return len(es)
+	}
+	smpptest.WaitFor(t, "every member took a snapshot", 20*time.Second, func() bool {
+		for _, d := range members {
+			if snaps(d) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	n4.startAsync()
+	smpptest.WaitFor(t, "n4 admin up", 20*time.Second, func() bool { _, ok := n4.cluster(); return ok })
+	if snaps(n4) != 0 {
+		t.Fatal("n4 has a snapshot before it joined")
+	}
+	body, _ := json.Marshal(map[string]string{"id": "n4", "raft": n4.raft, "admin": n4.admin})
+	resp, err := http.Post("http://"+members[1].admin+"/api/v1/cluster/join", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("join: %s", resp.Status)
+	}
+	smpptest.WaitFor(t, "n4 caught up", 30*time.Second, func() bool { return len(n4.blocked(t)) == len(all) })
+	if snaps(n4) == 0 {
+		t.Fatal("n4 caught up without installing a snapshot: the test did not truncate the logs")
+	}
+	got := n4.blocked(t)
+	for _, n := range all {
+		if !got[n] {
+			t.Fatalf("n4 lacks %d", n)
+		}
+	}
+	// And it refuses them over SMPP.
+	n4.waitReady()
+	c := dialClient(t, n4.smppAddr, smpp.Transmitter, nil)
+	w := make(smpptest.Outcomes, 1)
+	s := smpp.Submit{DstTON: 1, DstNPI: 1, DstAddr: []byte(strconv.FormatUint(all[0], 10)), ShortMessage: []byte("hi")}
+	if err := c.Submit(smpp.AppendSubmitPDU(nil, smpp.SubmitSM, 1, &s), w); err != nil {
+		t.Fatal(err)
+	}
+	if o := w.Next(t, 10*time.Second); o.Status != smpp.Status(0x45) {
+		t.Fatalf("n4 answered %v for a blocked number, want 0x45", o.Status)
+	}
 }
 
 type clusterView struct {
