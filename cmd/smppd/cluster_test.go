@@ -103,8 +103,8 @@ log: {level: warn}
 		}
 		all = append(all, nums...)
 	}
-	snaps := func(d *daemon) int {
-		es, _ := os.ReadDir(filepath.Join(d.dataDir, "raft", "snapshots"))
+	snaps := func(d *daemon) int { // raft's file snapshot store keeps them in <dir>/snapshots
+		es, _ := os.ReadDir(filepath.Join(d.dataDir, "raft", "snapshots", "snapshots"))
 		return len(es)
 	}
 	smpptest.WaitFor(t, "every member took a snapshot", 20*time.Second, func() bool {
