@@ -86,6 +86,44 @@ func TestConcatJudgedWhole(t *testing.T) {
 	}
 }
 
+// TestConcatEveryForm: the split phrase is caught in each of the three ways concatenation is
+// sent: UDH with an 8-bit or a 16-bit reference (here UCS2), and the SAR TLVs with no UDH.
+func TestConcatEveryForm(t *testing.T) {
+	n, sim := contentNode(t, 10*time.Second)
+	e := dialESME(t, n.SMPPAddr(), "demo", "demo", 10)
+	ucs2 := func(s string) []byte {
+		var b []byte
+		for _, r := range s {
+			b = append(b, byte(r>>8), byte(r))
+		}
+		return b
+	}
+	forms := map[string]func(seq byte, text string) smpp.Submit{
+		"udh16_ucs2": func(seq byte, text string) smpp.Submit {
+			return smpp.Submit{DstTON: 1, DstNPI: 1, DstAddr: []byte("4915100000011"), ESMClass: 0x40, DataCoding: 0x08,
+				ShortMessage: append([]byte{6, 8, 4, 0x12, 0x34, 2, seq}, ucs2(text)...)}
+		},
+		"sar": func(seq byte, text string) smpp.Submit {
+			return smpp.Submit{DstTON: 1, DstNPI: 1, DstAddr: []byte("4915100000012"), ShortMessage: []byte(text),
+				TLVs: smpp.AppendTLV(smpp.AppendTLV(smpp.AppendTLV(nil, smpp.TagSarMsgRefNum, []byte{0xAB, 0xCD}),
+					smpp.TagSarTotalSegments, []byte{2}), smpp.TagSarSegmentSeqnum, []byte{seq})}
+		},
+	}
+	for name, form := range forms {
+		p1, p2 := form(1, "Get your FREE"), form(2, " MONEY today")
+		a := e.send(smpp.AppendSubmitPDU(nil, smpp.SubmitSM, 1, &p1))
+		b := e.send(smpp.AppendSubmitPDU(nil, smpp.SubmitSM, 1, &p2))
+		for i, w := range []resultCh{a, b} {
+			if r := w.Next(t, 5*time.Second); r.Status != 0x45 {
+				t.Fatalf("%s: segment %d: %v, want 0x45", name, i+1, r.Status)
+			}
+		}
+	}
+	if got := sim.Count(); got != 0 {
+		t.Fatalf("SMSC received %d segments, want none", got)
+	}
+}
+
 // TestConcatOneAtATime: a client that sends the next segment only after the previous one's
 // answer (window 1) is not stuck: its first segment is judged and sent when the hold ends, and
 // each later segment is judged with the text before it, so the split phrase is still refused.
