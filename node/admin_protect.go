@@ -487,7 +487,7 @@ func (n *Node) numberCheck(w http.ResponseWriter, r *http.Request) {
 		"entries": es, "applied_index": n.repl.fsm.AppliedIndex()})
 }
 
-func (n *Node) clusterStatus(w http.ResponseWriter, _ *http.Request) {
+func (n *Node) clusterStatus(w http.ResponseWriter, r *http.Request) {
 	counts, _ := n.repl.fsm.Count()
 	c := map[string]int{}
 	for k, v := range counts {
@@ -500,8 +500,76 @@ func (n *Node) clusterStatus(w http.ResponseWriter, _ *http.Request) {
 	n.peersMu.Lock()
 	peers := append([]cluster.Peer(nil), n.repl.peers...)
 	n.peersMu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"raft": n.repl.raft.Status(), "fsm_applied_index": n.repl.fsm.AppliedIndex(),
-		"entries": c, "versions": versions, "admins": admins, "stale": n.repl.stale(), "peers": peers})
+	st := n.repl.raft.Status()
+	out := map[string]any{"raft": st, "fsm_applied_index": n.repl.fsm.AppliedIndex(),
+		"entries": c, "versions": versions, "admins": admins, "stale": n.repl.stale(), "peers": peers}
+	if r.URL.Query().Get("local") == "" { // ?local=1: this node only (what members ask each other)
+		for _, p := range peers {
+			if admins[p.ID] == "" {
+				admins[p.ID] = p.Admin
+			}
+		}
+		out["members"] = n.memberProgress(r.Context(), st, admins)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// memberProgress is one member's replication state as the member itself reports it.
+type memberProgress struct {
+	ID           string `json:"id"`
+	State        string `json:"state,omitempty"`
+	AppliedIndex uint64 `json:"applied_index"`
+	// Lag is how many committed log entries (as this node knows the commit index) the member
+	// has not applied yet.
+	Lag   uint64 `json:"lag"`
+	Error string `json:"error,omitempty"` // the member did not answer (down, or no admin address known)
+}
+
+// memberProgress asks every member's admin API, at once and briefly, how far it has applied.
+func (n *Node) memberProgress(ctx context.Context, st cluster.Status, admins map[string]string) []memberProgress {
+	out := make([]memberProgress, len(st.Members))
+	var wg sync.WaitGroup
+	for i, m := range st.Members {
+		out[i].ID = m.ID
+		if m.ID == st.ID {
+			out[i].State, out[i].AppliedIndex = st.State, n.repl.fsm.AppliedIndex()
+			continue
+		}
+		addr := admins[m.ID]
+		if addr == "" {
+			out[i].Error = "no admin address known"
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/api/v1/cluster?local=1", nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				out[i].Error = err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			var v struct {
+				Raft    cluster.Status `json:"raft"`
+				Applied uint64         `json:"fsm_applied_index"`
+			}
+			if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
+				out[i].Error = "bad answer: " + err.Error()
+				return
+			}
+			out[i].State, out[i].AppliedIndex = v.Raft.State, v.Applied
+		}()
+	}
+	wg.Wait()
+	for i := range out {
+		if out[i].Error == "" && st.CommitIndex > out[i].AppliedIndex {
+			out[i].Lag = st.CommitIndex - out[i].AppliedIndex
+		}
+	}
+	return out
 }
 
 type memberRequest struct {

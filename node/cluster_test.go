@@ -608,3 +608,53 @@ func TestTimedEntriesExpire(t *testing.T) {
 	}
 	waitSameState(t, nodes, 30*time.Second)
 }
+
+// TestClusterStatusMembers: cluster status shows every member's applied index and lag, as the
+// member reports it; a member that is down is shown unreachable, not guessed.
+func TestClusterStatusMembers(t *testing.T) {
+	sim := startSim(t, smpptest.Config{})
+	nodes := startCluster(t, sim, 3, nil)
+	if code, out := adminPost(t, nodes[0], "/api/v1/blocklist", "", map[string]any{"numbers": []string{"4915112345678"}}); code != 200 {
+		t.Fatalf("add: %d %v", code, out)
+	}
+	type member struct {
+		ID      string `json:"id"`
+		State   string `json:"state"`
+		Applied uint64 `json:"applied_index"`
+		Lag     uint64 `json:"lag"`
+		Error   string `json:"error"`
+	}
+	members := func(n *Node) map[string]member {
+		code, body := httpGet(t, n, "/api/v1/cluster")
+		var v struct {
+			Members []member `json:"members"`
+		}
+		if code != 200 || json.Unmarshal([]byte(body), &v) != nil {
+			t.Fatalf("cluster status: %d %s", code, body)
+		}
+		out := map[string]member{}
+		for _, m := range v.Members {
+			out[m.ID] = m
+		}
+		return out
+	}
+	waitFor(t, "every member caught up", 10*time.Second, func() bool {
+		ms := members(nodes[1])
+		for _, id := range []string{"n1", "n2", "n3"} {
+			if m := ms[id]; m.Error != "" || m.Applied == 0 || m.Lag != 0 {
+				return false
+			}
+		}
+		return len(ms) == 3
+	})
+	if err := nodes[2].Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ms := members(nodes[0])
+	if m := ms["n3"]; m.Error == "" {
+		t.Fatalf("n3 is down but shows %+v", m)
+	}
+	if m := ms["n1"]; m.Error != "" || m.State == "" || m.Applied == 0 {
+		t.Fatalf("n1 (this node): %+v", m)
+	}
+}

@@ -104,7 +104,8 @@ func TestCommands(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Governor == nil || len(st.Governor.Rows) != 3 {
 		t.Fatalf("status -o json: %v %q", err, out)
 	}
-	if out, err := run(t, clusterCmd, "status", "--addr", admin); err != nil || !strings.Contains(out, "Leader") {
+	out, err = run(t, clusterCmd, "status", "--addr", admin)
+	if err != nil || !strings.Contains(out, "Leader") || !strings.Contains(out, "VERSION  APPLIED  LAG") || strings.Contains(out, "unreachable") {
 		t.Fatalf("cluster status: %q %v", out, err)
 	}
 }

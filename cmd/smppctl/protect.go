@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -366,6 +367,13 @@ func clusterCmd(args []string) error {
 			Entries  map[string]int    `json:"entries"`
 			Versions map[string]string `json:"versions"`
 			Stale    bool              `json:"stale"`
+			Members  []struct {
+				ID      string `json:"id"`
+				State   string `json:"state"`
+				Applied uint64 `json:"applied_index"`
+				Lag     uint64 `json:"lag"`
+				Error   string `json:"error"`
+			} `json:"members"`
 		}
 		if err := a.do(http.MethodGet, "/api/v1/cluster", nil, "", &out); err != nil {
 			return err
@@ -383,10 +391,16 @@ func clusterCmd(args []string) error {
 			if m.Leader {
 				role = "leader"
 			}
-			rows = append(rows, []string{m.ID, m.Raft, m.Suffrage, role, orNone(out.Versions[m.ID])})
+			applied, lag := "?", "unreachable"
+			for _, p := range out.Members {
+				if p.ID == m.ID && p.Error == "" {
+					applied, lag = strconv.FormatUint(p.Applied, 10), strconv.FormatUint(p.Lag, 10)
+				}
+			}
+			rows = append(rows, []string{m.ID, m.Raft, m.Suffrage, role, orNone(out.Versions[m.ID]), applied, lag})
 		}
 		sort.Slice(rows, func(i, j int) bool { return rows[i][0] < rows[j][0] })
-		table("ID\tRAFT\tSUFFRAGE\tROLE\tVERSION", rows)
+		table("ID\tRAFT\tSUFFRAGE\tROLE\tVERSION\tAPPLIED\tLAG", rows)
 		return nil
 	case "join":
 		if *id == "" || *raftAddr == "" {
