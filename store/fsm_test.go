@@ -1452,3 +1452,44 @@ func TestFSMNextExpiry(t *testing.T) {
 		t.Fatalf("after expiring the first: %d %v", at, ok)
 	}
 }
+
+// BenchmarkExpireSome: 1M entries that expire together are removed as the leader does it, in
+// CmdExpireSome steps of MaxExpireItems. Reported: entries/s and the slowest step (one Apply,
+// during which this node applies nothing else).
+func BenchmarkExpireSome(b *testing.B) {
+	const n = 1_000_000
+	f := openFSM(b, b.TempDir(), NewIndex(), false)
+	index := uint64(0)
+	var worst time.Duration
+	var total int
+	var spent time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer() // the entries are added outside the measured time
+		for j := 0; j < n; j += MaxCommandItems {
+			c := Command{Type: CmdBlockAdd, Time: t0}
+			for k := j; k < j+MaxCommandItems; k++ {
+				c.Entries = append(c.Entries, Entry{Key: Key{Number: 4915000000000 + uint64(k), Kind: KindBlock}, Created: t0, Expires: t0 + 1})
+			}
+			index++
+			f.Apply(cmdLog(index, c))
+		}
+		b.StartTimer()
+		start := time.Now()
+		for {
+			index++
+			s := time.Now()
+			r, _ := f.Apply(cmdLog(index, Command{Type: CmdExpireSome, Time: t0 + 2, Cutoff: t0 + 2, Limit: MaxExpireItems})).(ApplyResult)
+			worst = max(worst, time.Since(s))
+			total += r.Removed
+			if r.Removed < MaxExpireItems {
+				break
+			}
+		}
+		spent += time.Since(start)
+	}
+	if total != n*b.N {
+		b.Fatalf("expired %d, want %d", total, n*b.N)
+	}
+	b.ReportMetric(float64(total)/spent.Seconds(), "entries/s")
+	b.ReportMetric(float64(worst.Microseconds())/1000, "worst_step_ms")
+}
