@@ -22,6 +22,7 @@
 package governor
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -411,10 +412,7 @@ func (g *Governor) report(now time.Time) {
 		}
 	}
 	slices.SortFunc(items, func(a, b store.SentCount) int {
-		if a.Bucket != b.Bucket {
-			return int(a.Bucket - b.Bucket)
-		}
-		return strings.Compare(a.Account+"\x00"+a.Channel, b.Account+"\x00"+b.Channel)
+		return cmp.Or(cmp.Compare(a.Bucket, b.Bucket), strings.Compare(a.Account, b.Account), strings.Compare(a.Channel, b.Channel))
 	})
 	cutoff := g.windowStart(now.UnixMilli()) - g.cfg.Bucket.Milliseconds()
 	for len(items) > 0 {
@@ -467,44 +465,48 @@ func (g *Governor) Evaluate(now time.Time) {
 	}
 	g.cmu.Unlock()
 
-	// Aggregate the levels.
+	// Aggregate the levels: (account, channel) a pair, (account, "") an account on every channel,
+	// ("", channel) a channel for every account. A pair needs both names; complaints that name
+	// only an account or only a channel count for that level alone.
 	type agg struct {
 		sent uint64
 		cpl  int
 	}
-	pairs, accts, chans := map[pair]*agg{}, map[string]*agg{}, map[string]*agg{}
-	get := func(m map[string]*agg, k string) *agg {
-		a := m[k]
+	levels := map[pair]*agg{}
+	add := func(k pair, sent uint64, cpl int) {
+		a := levels[k]
 		if a == nil {
 			a = &agg{}
-			m[k] = a
+			levels[k] = a
 		}
-		return a
+		a.sent, a.cpl = a.sent+sent, a.cpl+cpl
 	}
-	for k, v := range sent {
-		if pairs[k] == nil {
-			pairs[k] = &agg{}
-		}
-		pairs[k].sent += v
-		get(accts, k.account).sent += v
-		get(chans, k.channel).sent += v
-	}
-	for k, n := range cpl {
+	spread := func(k pair, sent uint64, cpl int) {
 		if k.account != "" && k.channel != "" {
-			if pairs[k] == nil {
-				pairs[k] = &agg{}
-			}
-			pairs[k].cpl += n
+			add(k, sent, cpl)
 		}
 		if k.account != "" {
-			get(accts, k.account).cpl += n
+			add(pair{account: k.account}, sent, cpl)
 		}
 		if k.channel != "" {
-			get(chans, k.channel).cpl += n
+			add(pair{channel: k.channel}, sent, cpl)
 		}
 	}
+	for k, v := range sent {
+		spread(k, v, 0)
+	}
+	for k, n := range cpl {
+		spread(k, 0, n)
+	}
 	t := &table{pairs: map[pair]bool{}, accounts: map[string]bool{}, channels: map[string]bool{}, at: now}
-	row := func(level string, k pair, a *agg, action string) Row {
+	for k, a := range levels {
+		level, action := LevelPair, g.cfg.Action
+		switch {
+		case k.channel == "":
+			level = LevelAccount
+		case k.account == "":
+			level, action = LevelChannel, g.cfg.ChannelAction
+		}
 		r := Row{Level: level, Account: k.account, Channel: k.channel, Sent: a.sent, Complaints: a.cpl,
 			PPM: g.ppm(a.cpl, a.sent), State: StateOK}
 		switch {
@@ -513,32 +515,14 @@ func (g *Governor) Evaluate(now time.Time) {
 		case r.PPM >= g.cfg.WarnPPM:
 			r.State = StateWarn
 		}
-		return r
-	}
-	for k, a := range pairs {
-		r := row(LevelPair, k, a, g.cfg.Action)
-		if r.Refusing {
+		switch {
+		case !r.Refusing:
+		case level == LevelPair:
 			t.pairs[k] = true
-		}
-		t.rows = append(t.rows, r)
-	}
-	for k, a := range accts {
-		if k == "" {
-			continue
-		}
-		r := row(LevelAccount, pair{account: k}, a, g.cfg.Action)
-		if r.Refusing {
-			t.accounts[k] = true
-		}
-		t.rows = append(t.rows, r)
-	}
-	for k, a := range chans {
-		if k == "" {
-			continue
-		}
-		r := row(LevelChannel, pair{channel: k}, a, g.cfg.ChannelAction)
-		if r.Refusing {
-			t.channels[k] = true
+		case level == LevelAccount:
+			t.accounts[k.account] = true
+		default:
+			t.channels[k.channel] = true
 		}
 		t.rows = append(t.rows, r)
 	}
