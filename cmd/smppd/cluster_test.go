@@ -49,6 +49,18 @@ log: {level: warn}
 	return ds
 }
 
+// startAll starts ds and waits until every one is ready and one of them leads.
+func startAll(t *testing.T, ds []*daemon) {
+	t.Helper()
+	for _, d := range ds {
+		d.startAsync()
+	}
+	for _, d := range ds {
+		d.waitReady()
+	}
+	smpptest.WaitFor(t, "a leader", 20*time.Second, func() bool { return leader(ds) != nil })
+}
+
 func extraKeys(extra []string) string {
 	if len(extra) == 0 {
 		return ""
@@ -69,9 +81,11 @@ func TestFourthNodeJoinsBySnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sim.Close()
-	ds := newClusterDaemons(t, sim.Addr(), 4, "snapshot_threshold: 16", "snapshot_interval: 50ms", "trailing_logs: 4")
-	n4 := ds[3]
-	// n4 is not an initial member: it waits to be joined, and never snapshots by itself.
+	members := newClusterDaemons(t, sim.Addr(), 3, "snapshot_threshold: 16", "snapshot_interval: 50ms", "trailing_logs: 4")
+	// n4 is in no one's peers: it waits to be joined, and never snapshots by itself.
+	n4 := &daemon{t: t, smppAddr: smpptest.FreeAddr(t), admin: smpptest.FreeAddr(t), raft: smpptest.FreeAddr(t),
+		simAddr: sim.Addr(), dataDir: t.TempDir(), cfgPath: filepath.Join(t.TempDir(), "smppd.yaml")}
+	t.Cleanup(n4.kill)
 	cfg := fmt.Sprintf(`node: {id: 4, data_dir: %q}
 listen: {smpp: %q, admin: %q}
 cluster: {node_id: n4, raft_addr: %q, bootstrap: false, snapshot_threshold: 1000000000, peers: []}
@@ -84,14 +98,7 @@ log: {level: warn}
 	if err := os.WriteFile(n4.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	members := ds[:3]
-	for _, d := range members {
-		d.startAsync()
-	}
-	for _, d := range members {
-		d.waitReady()
-	}
-	smpptest.WaitFor(t, "a leader", 20*time.Second, func() bool { return leader(members) != nil })
+	startAll(t, members)
 	var all []uint64
 	for i := range 40 { // 40 log entries: past the threshold, snapshots truncate the logs
 		var nums []uint64
@@ -234,13 +241,7 @@ func TestClusterLeaderKilledDuringWrites(t *testing.T) {
 	}
 	defer sim.Close()
 	ds := newClusterDaemons(t, sim.Addr(), 3)
-	for _, d := range ds {
-		d.startAsync()
-	}
-	for _, d := range ds {
-		d.waitReady()
-	}
-	smpptest.WaitFor(t, "a leader", 20*time.Second, func() bool { return leader(ds) != nil })
+	startAll(t, ds)
 
 	var mu sync.Mutex
 	acked := map[uint64]bool{}
@@ -329,13 +330,7 @@ func TestRollingRestartUnderLoad(t *testing.T) {
 	}
 	defer sim.Close()
 	ds := newClusterDaemons(t, sim.Addr(), 3)
-	for _, d := range ds {
-		d.startAsync()
-	}
-	for _, d := range ds {
-		d.waitReady()
-	}
-	smpptest.WaitFor(t, "a leader", 20*time.Second, func() bool { return leader(ds) != nil })
+	startAll(t, ds)
 
 	o := &outcomes{ids: map[string]bool{}}
 	var statuses sync.Map // status -> *atomic.Int64
